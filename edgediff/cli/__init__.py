@@ -1,0 +1,49 @@
+"""The ``edgediff`` command: a click group whose subcommands load lazily, so
+``edgediff --help`` never imports torch (click docs, "Lazily Loading Subcommands")."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from edgediff import __version__
+from edgediff.errors import EdgediffError
+
+# subcommand -> (module under edgediff.cli, one-line help shown by --help)
+_COMMANDS = {
+    "demo": ("demo", "Sample the bundled model with several solvers and compare them."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in _COMMANDS:
+            return None
+        module = importlib.import_module(f"edgediff.cli.{_COMMANDS[name][0]}")
+        return module.command
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EdgediffError as e:  # user errors: one line, non-zero exit, no traceback
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="edgediff")
+def main() -> None:
+    """edgediff: trained diffusion denoisers to fast, portable inference.
+
+    \b
+    Example:
+      edgediff demo            # sample, compare solvers, write plots
+    """

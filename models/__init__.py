@@ -1,0 +1,1 @@
+"""Torch-side models: networks, preconditioning, analytic denoisers, checkpoints."""

@@ -1,0 +1,43 @@
+"""The exact Gaussian-mixture denoiser as a torch module (DESIGN.md §3).
+
+It is a denoiser like any trained network — ``forward(x, sigma) -> denoised``
+with x [B, *sample_shape] and sigma [B] — so it samples through the reference
+samplers and exports to ONNX like one, while its answers are exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from edgediff.mixture import GaussianMixture
+
+
+class GaussianMixtureDenoiser(nn.Module):
+    """D(x̂; σ) = Σ_k r_k(x̂, σ)·(μ_k + τ_k²/(τ_k² + σ²)·(x̂ − μ_k)), computed in
+    the dtype of its input."""
+
+    def __init__(self, mixture: GaussianMixture, sample_shape: tuple[int, ...] | None = None):
+        super().__init__()
+        self.mixture = mixture
+        self.sample_shape = tuple(sample_shape or (mixture.dim,))
+        if math.prod(self.sample_shape) != mixture.dim:
+            raise ValueError(f"sample_shape {self.sample_shape} does not hold {mixture.dim} values")
+        self.register_buffer("log_weights", torch.as_tensor(mixture.weights).log())
+        self.register_buffer("means", torch.as_tensor(mixture.means))
+        self.register_buffer("variances", torch.as_tensor(mixture.stds) ** 2)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        flat = x.reshape(x.shape[0], -1)                                   # [B, d]
+        means, tau2 = self.means.to(dtype), self.variances.to(dtype)
+        var = tau2[None, :] + sigma.to(dtype).reshape(-1, 1) ** 2          # [B, K]
+        diff = flat[:, None, :] - means[None]                              # [B, K, d]
+        sq = (diff * diff).sum(-1)
+        d = flat.shape[1]
+        logits = self.log_weights.to(dtype) - 0.5 * d * torch.log(var) - 0.5 * sq / var
+        r = torch.softmax(logits, dim=1)                                   # posterior weights
+        per_k = means[None] + (tau2[None, :] / var)[..., None] * diff      # [B, K, d]
+        return (r[..., None] * per_k).sum(1).reshape(x.shape)

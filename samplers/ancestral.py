@@ -1,0 +1,75 @@
+"""Ancestral samplers on a σ grid: DDPM's posterior step and DDIM(η)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from edgediff.errors import EdgediffError
+from edgediff.samplers._common import (
+    Callback, Denoiser, Noise, as_sigmas, denoise, noise_source, report, start_state)
+
+VARIANCES = ("small", "large")
+
+
+@torch.no_grad()
+def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, variance: str = "small",
+         noise: Noise = None, generator: torch.Generator | None = None,
+         callback: Callback = None) -> torch.Tensor:
+    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2; seed 004) from σ_i to σ_j.
+
+    In x̂-coordinates, with r = σ_j²/σ_i²:
+        x̂' = r·x̂ + (1 − r)·D + sqrt(v)·z,
+    v = σ_j²(1 − r) for the posterior ("small", β̃) variance, or
+    v = (σ_i² − σ_j²)(1 + σ_j²)/(1 + σ_i²) for the "large" one (β of the jump,
+    seed 003 proof 6). On consecutive DDPM indices this is seed 004's update.
+    """
+    if variance not in VARIANCES:
+        raise EdgediffError(f"unknown DDPM variance {variance!r}; choose one of "
+                            f"{', '.join(VARIANCES)}")
+    sigmas = as_sigmas(sigmas)
+    x = start_state(x)
+    z = noise_source(noise, x, generator)
+    for i in range(len(sigmas) - 1):
+        sig, sig_next = sigmas[i], sigmas[i + 1]
+        denoised = denoise(denoiser, x, sig)
+        report(callback, i, x, sig, sig_next, denoised)
+        if sig_next == 0:
+            return denoised
+        r = (sig_next / sig) ** 2
+        if variance == "small":
+            v = sig_next**2 * (1 - r)
+        else:
+            v = (sig**2 - sig_next**2) * (1 + sig_next**2) / (1 + sig**2)
+        x = r * x + (1 - r) * denoised + math.sqrt(v) * z(i)
+    raise AssertionError("unreachable: σ grids end in 0")
+
+
+@torch.no_grad()
+def ddim(denoiser: Denoiser, x: torch.Tensor, sigmas, *, eta: float = 0.0, noise: Noise = None,
+         generator: torch.Generator | None = None, callback: Callback = None) -> torch.Tensor:
+    """DDIM (Song et al. 2021, eq 12) with stochasticity η, in x̂-coordinates.
+
+    With ε̂ = (x̂ − D)/σ_i and c = η·σ_j·sqrt(1 − σ_j²/σ_i²):
+        x̂' = D + sqrt(σ_j² − c²)·ε̂ + c·z.
+    η = 0 is Euler on the PF-ODE in (x̂, σ); η = 1 is DDPM's "small" variance.
+    Noise is drawn only when η > 0.
+    """
+    if not (eta >= 0 and math.isfinite(eta)):
+        raise EdgediffError(f"eta must be ≥ 0, got {eta}")
+    sigmas = as_sigmas(sigmas)
+    x = start_state(x)
+    z = noise_source(noise, x, generator)
+    for i in range(len(sigmas) - 1):
+        sig, sig_next = sigmas[i], sigmas[i + 1]
+        denoised = denoise(denoiser, x, sig)
+        report(callback, i, x, sig, sig_next, denoised)
+        if sig_next == 0:
+            return denoised
+        c = eta * sig_next * math.sqrt(1 - (sig_next / sig) ** 2)
+        eps = (x - denoised) / sig
+        x = denoised + math.sqrt(max(sig_next**2 - c**2, 0.0)) * eps
+        if c > 0:
+            x = x + c * z(i)
+    raise AssertionError("unreachable: σ grids end in 0")
