@@ -236,7 +236,8 @@ def ddpm_betas(kind: str = "linear", beta_start: float = 1e-4, beta_end: float =
         def abar(u):
             return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
         return np.array([min(1 - abar((i + 1) / T) / abar(i / T), 0.999) for i in range(T)])
-    raise EdgediffError(f"unknown beta schedule {kind!r}; choose one of {', '.join(BETA_SCHEDULES)}")
+    raise EdgediffError(
+        f"unknown beta schedule {kind!r}; choose one of {', '.join(BETA_SCHEDULES)}")
 
 
 class DiscreteSchedule(Schedule):

@@ -8,7 +8,15 @@ import torch
 
 from edgediff.errors import EdgediffError
 from edgediff.samplers._common import (
-    Callback, Denoiser, Noise, as_sigmas, denoise, noise_source, report, start_state)
+    Callback,
+    Denoiser,
+    Noise,
+    as_sigmas,
+    denoise,
+    noise_source,
+    report,
+    start_state,
+)
 
 VARIANCES = ("small", "large")
 

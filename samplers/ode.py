@@ -6,9 +6,17 @@ import math
 
 import torch
 
-from edgediff.schedules import Schedule
 from edgediff.samplers._common import (
-    EDM_IDENTITY, Callback, Denoiser, ScheduleTable, as_sigmas, denoise, report, start_state)
+    EDM_IDENTITY,
+    Callback,
+    Denoiser,
+    ScheduleTable,
+    as_sigmas,
+    denoise,
+    report,
+    start_state,
+)
+from edgediff.schedules import Schedule
 
 
 @torch.no_grad()

@@ -7,10 +7,18 @@ import math
 import torch
 
 from edgediff.errors import EdgediffError
-from edgediff.schedules import Schedule
 from edgediff.samplers._common import (
-    Callback, Denoiser, Noise, ScheduleTable, as_sigmas, denoise, noise_source, report,
-    start_state)
+    Callback,
+    Denoiser,
+    Noise,
+    ScheduleTable,
+    as_sigmas,
+    denoise,
+    noise_source,
+    report,
+    start_state,
+)
+from edgediff.schedules import Schedule
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from edgediff.solvers import nfe
 
 
 @click.command("demo")
-@click.option("--num", type=click.IntRange(100, 1_000_000), default=4000, show_default=True,
+@click.option("--num", type=click.IntRange(100, 1_000_000), default=20_000, show_default=True,
               help="Samples per solver.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial noise.")
 def command(num: int, seed: int) -> None:
@@ -28,7 +28,7 @@ def command(num: int, seed: int) -> None:
 
     \b
     Example:
-      edgediff demo --num 4000 --seed 0
+      edgediff demo --num 20000 --seed 0
     """
     try:
         import torch
@@ -51,7 +51,7 @@ def command(num: int, seed: int) -> None:
         ("euler_maruyama", 500, vp, vp.sigmas(500), {"schedule": vp}),
         ("ddpm", 1000, ddpm_s, ddpm_s.sigmas(1000, "trailing"), {}),
     ]
-    exact, labels = mixture.sample(num, np.random.default_rng(seed + 1))
+    exact, _ = mixture.sample(num, np.random.default_rng(seed + 1))
     floor = sliced_wasserstein(exact, mixture.sample(num, np.random.default_rng(seed + 2))[0])
     click.echo(f"exact 2-D mixture, {num} samples per solver; SW2 between two exact sample sets: "
                f"{floor:.4f}")

@@ -3,8 +3,16 @@ import pytest
 
 from edgediff.errors import EdgediffError
 from edgediff.schedules import (
-    DiscreteSchedule, EDMSchedule, VESchedule, VPSchedule, ddpm_betas, ddpm_timesteps,
-    edm_sigmas, geometric_sigmas, schedule_from_dict)
+    DiscreteSchedule,
+    EDMSchedule,
+    VESchedule,
+    VPSchedule,
+    ddpm_betas,
+    ddpm_timesteps,
+    edm_sigmas,
+    geometric_sigmas,
+    schedule_from_dict,
+)
 
 SCHEDULES = {
     "vp": VPSchedule(),
