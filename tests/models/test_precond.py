@@ -7,8 +7,14 @@ from torch import nn
 
 from edgediff.errors import EdgediffError
 from edgediff.models.precond import (
-    EDMPrecond, EpsilonPrecond, SamplePrecond, VEPrecond, VPPrecond, VPredictionPrecond,
-    make_precond)
+    EDMPrecond,
+    EpsilonPrecond,
+    SamplePrecond,
+    VEPrecond,
+    VPPrecond,
+    VPredictionPrecond,
+    make_precond,
+)
 from edgediff.schedules import DiscreteSchedule, VPSchedule
 
 DDPM = DiscreteSchedule.from_betas()
@@ -60,7 +66,7 @@ def test_coefficients_match_the_closed_forms(name):
     c_in = zero.model.x_in[:, 0] / 3
     expect = closed_forms(name, SIGMAS)
     for got, want, label in zip((c_skip, c_out, c_in, zero.model.c_noise), expect,
-                                ("c_skip", "c_out", "c_in", "c_noise")):
+                                ("c_skip", "c_out", "c_in", "c_noise"), strict=True):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-12, err_msg=label)
 
 
