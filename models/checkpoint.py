@@ -101,14 +101,14 @@ def save_checkpoint(path: str | os.PathLike, denoiser: Preconditioner,
 
     weights, cfg = _paths(path)
     state = {k: v.detach().contiguous().cpu() for k, v in denoiser.model.state_dict().items()}
-    with _atomic(weights) as tmp:
+    with _AtomicFile(weights) as tmp:
         save_file(state, tmp, metadata={"format": FORMAT})
-    with _atomic(cfg) as tmp:
+    with _AtomicFile(cfg) as tmp:
         Path(tmp).write_text(json.dumps(config, indent=1) + "\n")
     return weights, cfg
 
 
-class _atomic:
+class _AtomicFile:
     """A temp file beside ``target`` that replaces it only if the block succeeds."""
 
     def __init__(self, target: Path):

@@ -1,0 +1,108 @@
+"""Load a local diffusers ``UNet2DModel`` folder into edgediff's discrete wrappers.
+
+Accepted layouts: a pipeline folder (``unet/`` and ``scheduler/`` inside) or a
+UNet folder with ``scheduler_config.json`` beside its ``config.json``. Weights
+load from safetensors only (diffusers' ``.bin`` files are pickles); nothing is
+fetched from a hub. The scheduler config decides the σ table (beta schedule,
+trained betas) and the parameterization (``prediction_type``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from edgediff.errors import EdgediffError, missing_extra
+from edgediff.models.checkpoint import LoadedModel, make_config
+from edgediff.models.precond import EpsilonPrecond, SamplePrecond, VPredictionPrecond
+from edgediff.schedules import DiscreteSchedule
+
+log = logging.getLogger(__name__)
+PREDICTION_TYPES = {"epsilon": EpsilonPrecond, "v_prediction": VPredictionPrecond,
+                    "sample": SamplePrecond}
+
+
+class DiffusersUNet(nn.Module):
+    """F(x, c_noise) around a diffusers UNet2DModel; c_noise is the fractional timestep."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x, c_noise, class_labels=None):
+        return self.unet(x, c_noise, class_labels=class_labels, return_dict=False)[0]
+
+
+def is_diffusers_folder(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and ((p / "unet" / "config.json").is_file() or (p / "config.json").is_file())
+
+
+def _find(folder: Path) -> tuple[Path, Path]:
+    unet_dir = folder / "unet" if (folder / "unet" / "config.json").is_file() else folder
+    if not (unet_dir / "config.json").is_file():
+        raise EdgediffError(f"{folder} is not a diffusers folder: no config.json in it or in "
+                            f"{folder / 'unet'}")
+    for cand in (folder / "scheduler" / "scheduler_config.json",
+                 folder / "scheduler_config.json", unet_dir / "scheduler_config.json"):
+        if cand.is_file():
+            return unet_dir, cand
+    raise EdgediffError(f"{folder} lacks its scheduler config: put the scheduler's "
+                        f"scheduler_config.json in {folder / 'scheduler'} (save_pretrained of "
+                        f"the scheduler writes it)")
+
+
+def alphas_cumprod_from(scheduler_config: dict) -> np.ndarray:
+    """ᾱ exactly as diffusers' DDPMScheduler computes it (float32), as float64."""
+    from diffusers import DDPMScheduler
+
+    keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
+            "rescale_betas_zero_snr")
+    try:
+        sched = DDPMScheduler(**{k: scheduler_config[k] for k in keys if k in scheduler_config})
+    except (NotImplementedError, ValueError, TypeError) as e:
+        raise EdgediffError(f"unsupported scheduler config: {e}") from None
+    return sched.alphas_cumprod.double().numpy()
+
+
+def load_diffusers(folder: str | Path) -> LoadedModel:
+    folder = Path(folder)
+    try:
+        from diffusers import UNet2DModel
+    except ImportError:
+        raise missing_extra("diffusers", "diffusers") from None
+    unet_dir, sched_path = _find(folder)
+    try:
+        scfg = json.loads(sched_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise EdgediffError(f"{sched_path} is not readable JSON: {e}") from None
+    prediction = scfg.get("prediction_type", "epsilon")
+    if prediction not in PREDICTION_TYPES:
+        raise EdgediffError(f"prediction_type {prediction!r} in {sched_path} is not supported; "
+                            f"edgediff reads {', '.join(PREDICTION_TYPES)}")
+    for flag in ("clip_sample", "thresholding"):
+        if scfg.get(flag):
+            log.warning("%s sets %s; edgediff's samplers do not clip or threshold x0, so "
+                        "samples can differ from that scheduler's", sched_path.name, flag)
+    if not (unet_dir / "diffusion_pytorch_model.safetensors").is_file():
+        raise EdgediffError(f"{unet_dir} has no diffusion_pytorch_model.safetensors; edgediff "
+                            f"does not unpickle .bin weights — convert them to safetensors")
+    try:
+        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise EdgediffError(f"could not load the UNet in {unet_dir}: {e}") from None
+    schedule = DiscreteSchedule(alphas_cumprod_from(scfg), {"source": "diffusers"})
+    denoiser = PREDICTION_TYPES[prediction](DiffusersUNet(unet), schedule.alphas_cumprod).eval()
+    size = unet.config.sample_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    unet_args = json.loads(json.dumps(dict(unet.config), default=str))
+    config = make_config("diffusers.UNet2DModel", unet_args, prediction, schedule,
+                         (unet.config.in_channels, *size),
+                         provenance={"source": str(folder), "scheduler": scfg.get("_class_name"),
+                                     "timestep_spacing": scfg.get("timestep_spacing"),
+                                     "steps_offset": scfg.get("steps_offset", 0)})
+    return LoadedModel(denoiser, config, schedule)
