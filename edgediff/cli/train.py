@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import click
@@ -70,7 +71,7 @@ def command(dataset, out, parameterization, channels, steps, batch, lr, ema_half
                              seed=seed, checkpoint_every=max(1, min(1000, steps)))
     with click.progressbar(length=steps, label=f"training {dataset}/{parameterization}",
                            item_show_func=lambda loss: f"loss {loss:.4f}" if loss else "",
-                           show_pos=True, file=click.get_text_stream("stderr")) as bar:
+                           show_pos=True, file=sys.stderr) as bar:
         last = [0]
 
         def progress(step, loss):
