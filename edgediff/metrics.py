@@ -35,3 +35,26 @@ def mode_statistics(samples: np.ndarray, mixture) -> dict[str, np.ndarray]:
         if len(xk) > 1:
             mean[k], var[k] = xk.mean(0), xk.var(0, ddof=1)
     return {"fraction": count / len(x), "count": count, "mean": mean, "var": var}
+
+
+def frechet_distance_from_moments(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray,
+                                  cov2: np.ndarray) -> float:
+    """‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½), the 2-Wasserstein distance² between
+    Gaussians (Dowson & Landau 1982; FID's formula). Tr((Σ₁Σ₂)^½) is computed as
+    Tr((Σ₁^½ Σ₂ Σ₁^½)^½), a symmetric PSD root, with eigh: no scipy needed."""
+    def psd_sqrt(a):
+        w, v = np.linalg.eigh((a + a.T) / 2)
+        return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+    s1 = psd_sqrt(cov1)
+    inner = np.linalg.eigvalsh(s1 @ cov2 @ s1)
+    tr_sqrt = np.sqrt(np.clip(inner, 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(cov1) + np.trace(cov2) - 2 * tr_sqrt)
+
+
+def frechet_distance(features1: np.ndarray, features2: np.ndarray) -> float:
+    """Fréchet distance between two feature sets [n, d] (unbiased covariances)."""
+    f1 = np.asarray(features1, dtype=np.float64)
+    f2 = np.asarray(features2, dtype=np.float64)
+    return frechet_distance_from_moments(f1.mean(0), np.cov(f1, rowvar=False),
+                                         f2.mean(0), np.cov(f2, rowvar=False))
