@@ -126,6 +126,9 @@ class _AtomicFile:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
             os.replace(self.tmp, self.target)
         else:
             Path(self.tmp).unlink(missing_ok=True)

@@ -45,6 +45,7 @@ def test_round_trip_gives_the_same_denoiser(tmp_path, name):
     assert loaded.sample_shape == tuple(config["sample_shape"])
     assert loaded.schedule.to_dict() == config["schedule"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]
+    assert weights.stat().st_mode & 0o044 == 0o044  # readable by others, like any file
 
 
 @pytest.fixture
