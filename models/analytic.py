@@ -41,3 +41,23 @@ class GaussianMixtureDenoiser(nn.Module):
         r = torch.softmax(logits, dim=1)                                   # posterior weights
         per_k = means[None] + (tau2[None, :] / var)[..., None] * diff      # [B, K, d]
         return (r[..., None] * per_k).sum(1).reshape(x.shape)
+
+
+def mixture_model(mixture: GaussianMixture | None = None):
+    """The exact mixture denoiser as a LoadedModel, so it exports like a checkpoint."""
+    import numpy as np
+
+    from edgediff.mixture import default_mixture_2d
+    from edgediff.models.checkpoint import LoadedModel, make_config
+    from edgediff.schedules import EDMSchedule
+
+    mixture = mixture or default_mixture_2d()
+    schedule = EDMSchedule()
+    mean = (mixture.weights[:, None] * mixture.means).sum(0)
+    spread = (mixture.weights * ((mixture.means - mean) ** 2).sum(1)).sum() / mixture.dim
+    sigma_data = float(np.sqrt(spread + (mixture.weights * mixture.stds**2).sum()))
+    reach = np.abs(mixture.means).max() + 4 * mixture.stds.max()
+    config = make_config("analytic.gaussian_mixture", mixture.to_dict(), "analytic", schedule,
+                         (mixture.dim,), sigma_data=sigma_data, data_range=(-reach, reach),
+                         provenance={"source": "analytic Gaussian mixture"})
+    return LoadedModel(GaussianMixtureDenoiser(mixture).float(), config, schedule)

@@ -13,6 +13,7 @@ from edgediff.errors import EdgediffError
 # subcommand -> (module under edgediff.cli, one-line help shown by --help)
 _COMMANDS = {
     "demo": ("demo", "Sample the bundled model with several solvers and compare them."),
+    "export": ("export", "Export a model to ONNX with its preconditioning folded in."),
     "info": ("info", "Show what a checkpoint or diffusers folder holds."),
     "train": ("train", "Train a denoiser on a local dataset (digits, 2-D mixture)."),
 }

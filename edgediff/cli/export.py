@@ -1,0 +1,63 @@
+"""``edgediff export``: a model to ONNX with its preconditioning folded in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from edgediff.errors import missing_extra
+
+
+@click.command("export")
+@click.argument("source")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="The .onnx file to write.")
+@click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
+@click.option("--opset", type=click.IntRange(17, 23), default=17, show_default=True)
+@click.option("--no-validate", is_flag=True, help="Skip the ONNX Runtime vs torch check.")
+@click.option("--atol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Validation: absolute tolerance per element.")
+@click.option("--rtol", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="Validation: relative tolerance per element.")
+@click.option("--allow-pickle", is_flag=True,
+              help="Read a .pt/.pkl checkpoint with torch.load(weights_only=True). Pickles can "
+                   "run code: use only for files you trust.")
+def command(source, out, force, opset, no_validate, atol, rtol, allow_pickle):
+    """Export SOURCE to ONNX as one function D(x, sigma) -> denoised, with metadata.
+
+    SOURCE is a checkpoint (NAME.safetensors with NAME.json beside it), a local
+    diffusers folder, 'bundled' (the shipped digits model) or 'mixture2d' (the
+    exact 2-D Gaussian-mixture denoiser). The export is checked, validated against
+    torch with ONNX Runtime, and only then written.
+
+    \b
+    Examples:
+      edgediff export bundled -o digits.onnx
+      edgediff export my-model.safetensors -o my-model.onnx --force
+    """
+    try:
+        from edgediff.export.onnx import export_onnx, sha256_of
+        from edgediff.models.analytic import mixture_model
+        from edgediff.models.bundled import bundled_path
+        from edgediff.models.loader import load_model
+    except ImportError:
+        raise missing_extra("torch", "torch") from None
+    if source == "mixture2d":
+        model = mixture_model()
+        digest = __import__("hashlib").sha256(
+            json.dumps(model.config["architecture"]["args"]).encode()).hexdigest()
+    else:
+        path = bundled_path() if source == "bundled" else Path(source)
+        model = load_model(path, allow_pickle=allow_pickle)
+        weights = path if path.is_dir() or path.suffix not in ("", ".json") else \
+            path.with_name(path.with_suffix("").name + ".safetensors")
+        digest = sha256_of(weights)
+    result = export_onnx(model, out, source_sha256=digest, opset=opset, force=force,
+                         validate=not no_validate, atol=atol, rtol=rtol)
+    if result is not None:
+        click.echo(str(result))
+    size = Path(out).stat().st_size
+    click.echo(f"wrote {out} ({size / 2**20:.2f} MiB, {model.config['parameterization']['name']},"
+               f" sample shape {tuple(model.config['sample_shape'])})")

@@ -1,0 +1,178 @@
+"""Checkpoint → ONNX with the preconditioning folded in: one graph D(x, σ) → denoised.
+
+Inputs ``x`` float32 [B, *sample_shape] (x̂, already divided by s) and ``sigma``
+float32 [B]; output ``denoised``; dynamic batch; opset ≥ 17; the artifact
+metadata of ``edgediff.artifact`` in ``metadata_props``. Every export is checked
+(``onnx.checker`` full check) and, unless asked not to, validated against the
+torch module with ONNX Runtime before it is moved into place: a failed or
+interrupted export leaves nothing at the output path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgediff.artifact import ArtifactInfo
+from edgediff.errors import EdgediffError, missing_extra
+from edgediff.models.checkpoint import LoadedModel
+
+log = logging.getLogger(__name__)
+VALIDATION_BATCHES = (1, 3, 16)
+
+
+class _Graph(nn.Module):
+    """The exported function: exactly the preconditioned denoiser, two inputs."""
+
+    def __init__(self, denoiser: nn.Module):
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, x, sigma):
+        return self.denoiser(x, sigma)
+
+
+@dataclass
+class Validation:
+    max_abs: float
+    max_rel: float
+    worst: float        # max over elements of |err| / (atol + rtol·|ref|); ≤ 1 passes
+    cases: int
+    atol: float
+    rtol: float
+
+    @property
+    def ok(self) -> bool:
+        return self.worst <= 1.0
+
+    def __str__(self) -> str:
+        return (f"ONNX Runtime vs torch over {self.cases} batches: max abs {self.max_abs:.2e}, "
+                f"max rel {self.max_rel:.2e} (tolerance per element: {self.atol:g} + "
+                f"{self.rtol:g}·|ref|, worst at {self.worst:.2f} of it)")
+
+
+def default_sampler(parameterization: str) -> dict:
+    if parameterization in ("epsilon", "v_prediction", "sample"):
+        return {"solver": "ddim", "steps": 50, "spacing": "trailing", "eta": 0.0}
+    return {"solver": "heun", "steps": 18}
+
+
+def sha256_of(path: str | Path) -> str:
+    """sha256 of a file, or of a folder's files in name order (diffusers folders)."""
+    p, h = Path(path), hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def artifact_info(model: LoadedModel, source_sha256: str, precision: str = "fp32"
+                  ) -> ArtifactInfo:
+    cfg = model.config
+    par = cfg["parameterization"]["name"]
+    return ArtifactInfo(par, model.schedule, cfg["sigma_min"], cfg["sigma_max"],
+                        cfg.get("sigma_data", 0.5), tuple(cfg["sample_shape"]),
+                        tuple(cfg.get("data_range", (-1.0, 1.0))), source_sha256,
+                        default_sampler(par), precision)
+
+
+def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opset: int = 17,
+                force: bool = False, validate: bool = True, atol: float = 1e-4,
+                rtol: float = 1e-4) -> Validation | None:
+    """Export, check, validate, then move into place. Returns the validation figures."""
+    try:
+        import onnx
+    except ImportError:
+        raise missing_extra("onnx", "torch") from None
+    out = Path(out)
+    if opset < 17:
+        raise EdgediffError(f"opset {opset} is too old; edgediff exports opset 17 or newer")
+    if out.exists() and not force:
+        raise EdgediffError(f"{out} exists; pass --force to overwrite it")
+    if not out.parent.is_dir():
+        raise EdgediffError(f"cannot write {out}: {out.parent} is not a folder")
+    info = artifact_info(model, source_sha256)
+    graph = _Graph(model.denoiser.float().eval())
+    shape = info.sample_shape
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.close(fd)
+    except OSError as e:
+        raise EdgediffError(f"cannot write {out}: {e.strerror}") from None
+    try:
+        example = (torch.zeros(2, *shape), torch.tensor([info.sigma_min, info.sigma_max]))
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, example, tmp, input_names=["x", "sigma"],
+                              output_names=["denoised"], opset_version=opset, dynamo=False,
+                              dynamic_axes={n: {0: "batch"} for n in ("x", "sigma", "denoised")})
+        proto = onnx.load(tmp)
+        del proto.metadata_props[:]
+        for key, value in info.to_props().items():
+            proto.metadata_props.add(key=key, value=value)
+        proto.producer_name = "edgediff"
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, tmp)
+        result = validate_onnx(tmp, graph, info, atol, rtol) if validate else None
+        if result is not None:
+            log.info("%s", result)
+            if not result.ok:
+                raise EdgediffError(f"export failed validation: {result}")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, out)
+        return result
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def validation_inputs(info: ArtifactInfo, batch: int, seed: int):
+    """x̂ = data-scale signal + σ·noise over σ_min, a log-spaced sweep and σ_max."""
+    sweep = np.concatenate([[info.sigma_min],
+                            np.geomspace(info.sigma_min, info.sigma_max, 10)[1:-1],
+                            [info.sigma_max]])
+    rng = np.random.default_rng(seed)
+    sigma = sweep[(np.arange(batch) + seed) % len(sweep)]
+    x = rng.standard_normal((batch, *info.sample_shape)) * info.sigma_data + \
+        sigma.reshape(-1, *[1] * len(info.sample_shape)) * rng.standard_normal(
+            (batch, *info.sample_shape))
+    return x.astype(np.float32), sigma.astype(np.float32)
+
+
+def validate_onnx(path, graph: nn.Module, info: ArtifactInfo, atol: float, rtol: float,
+                  batches=VALIDATION_BATCHES) -> Validation:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise missing_extra("onnxruntime", "cpu") from None
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    max_abs = max_rel = worst = 0.0
+    cases = 0
+    for batch in batches:
+        for seed in range(3 if batch == 1 else 2):
+            x, sigma = validation_inputs(info, batch, seed)
+            (got,) = sess.run(None, {"x": x, "sigma": sigma})
+            with torch.no_grad():
+                ref = graph(torch.from_numpy(x), torch.from_numpy(sigma)).numpy()
+            err = np.abs(got.astype(np.float64) - ref)
+            max_abs = max(max_abs, float(err.max()))
+            max_rel = max(max_rel, float((err / np.maximum(np.abs(ref), 1e-3)).max()))
+            tol = atol + rtol * np.abs(ref)
+            ratio = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
+            if not np.all(np.isfinite(got)):
+                ratio = np.full_like(err, np.inf)  # NaN/Inf from the graph never passes
+            worst = max(worst, float(ratio.max()))
+            cases += 1
+    return Validation(max_abs, max_rel, worst, cases, atol, rtol)
