@@ -12,6 +12,7 @@ from edgediff.errors import EdgediffError
 
 # subcommand -> (module under edgediff.cli, one-line help shown by --help)
 _COMMANDS = {
+    "build": ("build", "Build a TensorRT engine from an exported ONNX file."),
     "demo": ("demo", "Sample the bundled model with several solvers and compare them."),
     "export": ("export", "Export a model to ONNX with its preconditioning folded in."),
     "info": ("info", "Show what a checkpoint or diffusers folder holds."),

@@ -1,0 +1,79 @@
+"""``edgediff build``: a TensorRT engine from an exported ONNX file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgediff.errors import EdgediffError
+
+
+def read_onnx_metadata(path: Path) -> dict[str, str]:
+    """The file's metadata_props, read with whichever of onnxruntime / onnx is installed;
+    a clear error when the file is not ONNX or not an edgediff export."""
+    from edgediff.artifact import ArtifactInfo
+
+    props = None
+    try:
+        import onnxruntime as ort
+
+        try:
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception:
+            raise EdgediffError(f"{path} is not an ONNX model ONNX Runtime can read") from None
+        props = dict(sess.get_modelmeta().custom_metadata_map)
+    except ImportError:
+        try:
+            import onnx
+        except ImportError:
+            raise EdgediffError('reading ONNX needs onnxruntime or onnx: '
+                                'pip install "edgediff[cpu]"') from None
+        try:
+            props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        except Exception:
+            raise EdgediffError(f"{path} is not an ONNX model") from None
+    ArtifactInfo.from_props(props, where=str(path))  # raises unless it is an edgediff export
+    return props
+
+
+@click.command("build")
+@click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The engine to write; its sidecar goes to OUT.json.")
+@click.option("--fp16", is_flag=True, help="Allow fp16 kernels.")
+@click.option("--tf32/--no-tf32", default=True, show_default=True, help="Allow TF32 kernels.")
+@click.option("--min-batch", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--opt-batch", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--max-batch", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--workspace-mib", type=click.IntRange(16), default=1024, show_default=True,
+              help="Builder workspace limit; keep it small on Jetson boards.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
+              help="Timing cache file to read and update (speeds up rebuilds).")
+@click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
+def command(onnx_file, out, fp16, tf32, min_batch, opt_batch, max_batch, workspace_mib,
+            timing_cache, force):
+    """Build a TensorRT engine from ONNX_FILE (an 'edgediff export' output).
+
+    Needs TensorRT and CUDA (pip install "edgediff[trt]") on the machine that will
+    run the engine: a plan runs only on the TensorRT version and GPU architecture
+    that built it.
+
+    \b
+    Example:
+      edgediff build digits.onnx -o digits.plan --fp16 --max-batch 16
+    """
+    from edgediff.export.tensorrt import BuildSettings, build_engine, write_plan
+
+    if out.exists() and not force:
+        raise EdgediffError(f"{out} exists; pass --force to overwrite it")
+    if not out.resolve().parent.is_dir():
+        raise EdgediffError(f"cannot write {out}: its folder does not exist")
+    settings = BuildSettings(min_batch, opt_batch, max_batch, fp16, tf32, workspace_mib,
+                             timing_cache)
+    metadata = read_onnx_metadata(onnx_file)
+    engine, sidecar = build_engine(onnx_file, metadata, settings)
+    write_plan(out, engine, sidecar)
+    click.echo(f"wrote {out} ({len(engine) / 2**20:.2f} MiB) and {out}.json: TensorRT "
+               f"{sidecar['tensorrt_version']}, {sidecar['gpu_name']} "
+               f"(sm {sidecar['compute_capability']}), {', '.join(sidecar['precision']) or 'fp32'}")

@@ -1,0 +1,206 @@
+"""ONNX → TensorRT engine (``model.plan``) with its sidecar ``model.plan.json``.
+
+Every decision that needs no GPU is a pure function here, tested on any
+machine: the optimization profile, the build settings, the sidecar, and the
+compatibility check that stops a plan built by another TensorRT version or for
+another compute capability with a "rebuild" message instead of a
+deserialization crash. Only ``build_engine`` and ``gpu_identity`` touch
+TensorRT / CUDA, imported lazily (TensorRT Python API 10.x; cuda-python).
+
+Engines are code: edgediff loads a plan only with its sidecar, and only one the
+user chose to trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edgediff.artifact import PREFIX
+from edgediff.errors import EdgediffError, missing_extra
+
+SIDECAR_FORMAT, SIDECAR_VERSION = "edgediff.plan", 1
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """What the builder is told. Jetson boards share little memory with the CPU:
+    keep ``workspace_mib`` small there (256–512)."""
+
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 16
+    fp16: bool = False
+    tf32: bool = True
+    workspace_mib: int = 1024
+    timing_cache: str | None = None
+
+    def __post_init__(self):
+        if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
+            raise EdgediffError(f"batch sizes must satisfy 1 ≤ min ≤ opt ≤ max, got "
+                                f"{self.min_batch}, {self.opt_batch}, {self.max_batch}")
+        if self.workspace_mib < 16:
+            raise EdgediffError(f"a workspace of {self.workspace_mib} MiB is too small; give at "
+                                f"least 16 MiB")
+
+
+def plan_profile(sample_shape: tuple[int, ...], settings: BuildSettings
+                 ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """The one optimization profile: (min, opt, max) shapes of each input."""
+    shape = tuple(int(n) for n in sample_shape)
+    if not shape or any(n < 1 for n in shape):
+        raise EdgediffError(f"bad sample shape {sample_shape}")
+    b = (settings.min_batch, settings.opt_batch, settings.max_batch)
+    return {"x": tuple((n, *shape) for n in b), "sigma": tuple((n,) for n in b)}
+
+
+def precision_flags(settings: BuildSettings) -> list[str]:
+    return [name for name, on in (("fp16", settings.fp16), ("tf32", settings.tf32)) if on]
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_sidecar(onnx_path: str | Path, metadata: dict[str, str], settings: BuildSettings,
+                 trt_version: str, gpu_name: str, compute_capability: str) -> dict[str, Any]:
+    """The sidecar (DESIGN.md §4): the ONNX metadata plus how and where it was built."""
+    sample_shape = json.loads(metadata[PREFIX + "sample_shape"])
+    return {
+        "format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION,
+        "onnx_sha256": file_sha256(onnx_path),
+        "onnx_file": Path(onnx_path).name,
+        "metadata": {k: v for k, v in metadata.items() if k.startswith(PREFIX)},
+        "tensorrt_version": trt_version,
+        "gpu_name": gpu_name,
+        "compute_capability": compute_capability,
+        "precision": precision_flags(settings),
+        "profiles": [{k: [list(s) for s in v] for k, v in plan_profile(sample_shape,
+                                                                        settings).items()}],
+        "settings": asdict(settings),
+    }
+
+
+def sidecar_path(plan: str | Path) -> Path:
+    return Path(f"{plan}.json")
+
+
+def read_sidecar(plan: str | Path) -> dict[str, Any]:
+    path = sidecar_path(plan)
+    if not path.is_file():
+        raise EdgediffError(f"{plan} has no sidecar {path.name}; edgediff runs only plans it "
+                            f"built (engines are code): rebuild with 'edgediff build'")
+    try:
+        side = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise EdgediffError(f"{path} is not readable JSON: {e}") from None
+    if not isinstance(side, dict) or side.get("format") != SIDECAR_FORMAT:
+        raise EdgediffError(f"{path} is not an edgediff plan sidecar")
+    if side.get("format_version", 0) > SIDECAR_VERSION:
+        raise EdgediffError(f"{path} has sidecar format {side['format_version']}; upgrade edgediff")
+    return side
+
+
+def check_compatible(sidecar: dict[str, Any], trt_version: str, compute_capability: str,
+                     plan: str = "the plan") -> None:
+    """TensorRT engines run only on the TensorRT version and GPU architecture that
+    built them; say so, and how to fix it, before deserializing."""
+    problems = []
+    if sidecar["tensorrt_version"] != trt_version:
+        problems.append(f"TensorRT {sidecar['tensorrt_version']} built it, this machine has "
+                        f"{trt_version}")
+    if sidecar["compute_capability"] != compute_capability:
+        problems.append(f"it was built for compute capability {sidecar['compute_capability']} "
+                        f"({sidecar.get('gpu_name', '?')}), this GPU is {compute_capability}")
+    if problems:
+        onnx_file = sidecar.get("onnx_file", "model.onnx")
+        raise EdgediffError(f"{plan} cannot run here: {'; '.join(problems)}. Rebuild it on this "
+                            f"machine: edgediff build {onnx_file} -o {plan} --force")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_plan(plan: Path, engine: bytes, sidecar: dict[str, Any]) -> None:
+    """Sidecar first, plan last: a plan on disk always has its sidecar."""
+    _atomic_write(sidecar_path(plan), (json.dumps(sidecar, indent=1) + "\n").encode())
+    try:
+        _atomic_write(plan, engine)
+    except BaseException:
+        sidecar_path(plan).unlink(missing_ok=True)
+        raise
+
+
+def gpu_identity() -> tuple[str, str]:
+    """(GPU name, compute capability 'major.minor') of device 0, via cuda-python."""
+    try:
+        try:
+            from cuda.bindings import runtime as cudart
+        except ImportError:
+            from cuda import cudart
+    except ImportError:
+        raise missing_extra("cuda-python", "trt") from None
+    err, props = cudart.cudaGetDeviceProperties(0)
+    if int(err) != 0:
+        raise EdgediffError(f"no usable CUDA device (cudaGetDeviceProperties: {err})")
+    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    return name.rstrip("\x00"), f"{props.major}.{props.minor}"
+
+
+def build_engine(onnx_path: str | Path, metadata: dict[str, str], settings: BuildSettings,
+                 log=None) -> tuple[bytes, dict[str, Any]]:
+    """Parse the ONNX file, build a serialized engine, return it with its sidecar."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise missing_extra("tensorrt", "trt") from None
+    gpu_name, cc = gpu_identity()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EdgediffError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mib << 20)
+    if settings.fp16:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if not settings.tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
+    profile = builder.create_optimization_profile()
+    shapes = plan_profile(json.loads(metadata[PREFIX + "sample_shape"]), settings)
+    for name, (lo, opt, hi) in shapes.items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    cache_path = Path(settings.timing_cache) if settings.timing_cache else None
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path and
+                                       cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    engine = builder.build_serialized_network(network, config)
+    if engine is None:
+        raise EdgediffError(f"TensorRT failed to build an engine from {onnx_path} (see its log "
+                            f"above); a larger --workspace-mib may help")
+    if cache_path:
+        _atomic_write(cache_path, bytes(config.get_timing_cache().serialize()))
+    sidecar = make_sidecar(onnx_path, metadata, settings, trt.__version__, gpu_name, cc)
+    return bytes(engine), sidecar
