@@ -28,7 +28,7 @@ class PositionalEmbedding(nn.Module):
         self.register_buffer("freqs", (1 / max_positions) ** freqs)
 
     def forward(self, c_noise):
-        x = c_noise.float()[:, None] * self.freqs[None, :]
+        x = c_noise[:, None] * self.freqs[None, :].to(c_noise.dtype)
         return torch.cat([x.cos(), x.sin()], dim=1)
 
 
@@ -41,19 +41,32 @@ class FourierEmbedding(nn.Module):
         self.register_buffer("freqs", torch.randn(dim // 2, generator=g) * scale)
 
     def forward(self, c_noise):
-        x = c_noise.float()[:, None] * (2 * math.pi * self.freqs[None, :])
+        x = c_noise[:, None] * (2 * math.pi * self.freqs[None, :].to(c_noise.dtype))
         return torch.cat([x.cos(), x.sin()], dim=1)
 
 
 EMBEDDINGS = {"positional": PositionalEmbedding, "fourier": FourierEmbedding}
 
 
+class NoiseMLP(nn.Sequential):
+    """Embedding of c_noise, then an MLP. The embedding runs in float32 (c_noise
+    arrives in float32 even for a half network: fractional timesteps near 1000
+    would round to 0.5 in float16); the MLP runs in the network's dtype."""
+
+    def forward(self, c_noise):
+        c = c_noise if c_noise.dtype == torch.float64 else c_noise.float()
+        h = self[0](c).to(self[1].weight.dtype)
+        for layer in list(self)[1:]:
+            h = layer(h)
+        return h
+
+
 def _noise_mlp(embedding: str, channels: int, emb_channels: int) -> nn.Module:
     if embedding not in EMBEDDINGS:
         raise EdgediffError(f"unknown noise embedding {embedding!r}; choose one of "
                             f"{', '.join(EMBEDDINGS)}")
-    return nn.Sequential(EMBEDDINGS[embedding](channels), nn.Linear(channels, emb_channels),
-                         nn.SiLU(), nn.Linear(emb_channels, emb_channels), nn.SiLU())
+    return NoiseMLP(EMBEDDINGS[embedding](channels), nn.Linear(channels, emb_channels),
+                    nn.SiLU(), nn.Linear(emb_channels, emb_channels), nn.SiLU())
 
 
 def _groups(channels: int) -> int:

@@ -39,8 +39,9 @@ class Preconditioner(nn.Module):
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
         shape = (-1,) + (1,) * (x.ndim - 1)
         net_dtype = _dtype_of(self.model, x.dtype)
-        F_x = self.model((c_in.reshape(shape) * x.to(cdtype)).to(net_dtype),
-                         c_noise.to(net_dtype), class_labels)
+        # c_noise stays in float32 or better: networks embed it before casting
+        F_x = self.model((c_in.reshape(shape) * x.to(cdtype)).to(net_dtype), c_noise,
+                         class_labels)
         D_x = c_skip.reshape(shape) * x.to(cdtype) + c_out.reshape(shape) * F_x.to(cdtype)
         return D_x.to(x.dtype)
 
