@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from torch import nn
 
 from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError, missing_extra
+from edgediff.fileio import atomic_path
 from edgediff.models.checkpoint import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -100,17 +99,10 @@ def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opse
         raise EdgediffError(f"opset {opset} is too old; edgediff exports opset 17 or newer")
     if out.exists() and not force:
         raise EdgediffError(f"{out} exists; pass --force to overwrite it")
-    if not out.parent.is_dir():
-        raise EdgediffError(f"cannot write {out}: {out.parent} is not a folder")
     info = artifact_info(model, source_sha256)
     graph = _Graph(model.denoiser.float().eval())
     shape = info.sample_shape
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-        os.close(fd)
-    except OSError as e:
-        raise EdgediffError(f"cannot write {out}: {e.strerror}") from None
-    try:
+    with atomic_path(out) as tmp:
         example = (torch.zeros(2, *shape), torch.tensor([info.sigma_min, info.sigma_max]))
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
@@ -129,13 +121,7 @@ def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opse
             log.info("%s", result)
             if not result.ok:
                 raise EdgediffError(f"export failed validation: {result}")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-        return result
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    return result
 
 
 def validation_inputs(info: ArtifactInfo, batch: int, seed: int):

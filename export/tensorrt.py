@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from edgediff.artifact import PREFIX
 from edgediff.errors import EdgediffError, missing_extra
+from edgediff.fileio import atomic_path
 
 SIDECAR_FORMAT, SIDECAR_VERSION = "edgediff.plan", 1
 
@@ -128,16 +127,8 @@ def check_compatible(sidecar: dict[str, Any], trt_version: str, compute_capabili
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
 
 
 def write_plan(plan: Path, engine: bytes, sidecar: dict[str, Any]) -> None:

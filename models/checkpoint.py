@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from edgediff.errors import EdgediffError
+from edgediff.fileio import atomic_path
 from edgediff.models.networks import build_network
 from edgediff.models.precond import PRECONDITIONERS, DiscretePrecond, Preconditioner
 from edgediff.schedules import DiscreteSchedule, Schedule, schedule_from_dict
@@ -101,38 +101,11 @@ def save_checkpoint(path: str | os.PathLike, denoiser: Preconditioner,
 
     weights, cfg = _paths(path)
     state = {k: v.detach().contiguous().cpu() for k, v in denoiser.model.state_dict().items()}
-    with _AtomicFile(weights) as tmp:
+    with atomic_path(weights) as tmp:
         save_file(state, tmp, metadata={"format": FORMAT})
-    with _AtomicFile(cfg) as tmp:
+    with atomic_path(cfg) as tmp:
         Path(tmp).write_text(json.dumps(config, indent=1) + "\n")
     return weights, cfg
-
-
-class _AtomicFile:
-    """A temp file beside ``target`` that replaces it only if the block succeeds."""
-
-    def __init__(self, target: Path):
-        self.target = target
-
-    def __enter__(self) -> str:
-        if not self.target.parent.is_dir():
-            raise EdgediffError(f"cannot write {self.target}: {self.target.parent} is not a folder")
-        try:
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", dir=self.target.parent)
-        except OSError as e:
-            raise EdgediffError(f"cannot write {self.target}: {e.strerror}") from None
-        os.close(fd)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
-            os.replace(self.tmp, self.target)
-        else:
-            Path(self.tmp).unlink(missing_ok=True)
-        return False
 
 
 def load_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False) -> LoadedModel:

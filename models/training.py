@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from edgediff.errors import EdgediffError, missing_extra
+from edgediff.fileio import atomic_path
 from edgediff.mixture import default_mixture_2d
 from edgediff.models.checkpoint import build_denoiser, save_checkpoint
 from edgediff.models.precond import Preconditioner
@@ -145,9 +146,9 @@ def train(config: dict, data: np.ndarray, out: str | Path, settings: TrainSettin
                           "settings": asdict(settings),
                           "train_seconds": round(time.perf_counter() - t0, 1)}
             save_checkpoint(out, ema, {**config, "provenance": provenance})
-            tmp = state_path.with_name(state_path.name + ".tmp")
-            torch.save({"model": D.state_dict(), "ema": ema.state_dict(),
-                        "opt": opt.state_dict(), "generator": g.get_state(), "step": step}, tmp)
-            tmp.replace(state_path)
+            with atomic_path(state_path) as tmp:
+                torch.save({"model": D.state_dict(), "ema": ema.state_dict(),
+                            "opt": opt.state_dict(), "generator": g.get_state(), "step": step},
+                           tmp)
             log.info("step %d: loss %.4f, checkpoint %s", step, running, out)
     return ema
