@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from edgediff.errors import EdgediffError
+from edgediff.schedules import EDMSchedule, Schedule
+
+EDM_IDENTITY = EDMSchedule()  # σ(t) = t, s = 1: stepping in (x̂, σ)
 
 # name -> (denoiser calls per step, calls saved on the last step, uses step noise)
 _SOLVERS = {
@@ -27,3 +32,34 @@ def nfe(name: str, steps: int) -> int:
     """Denoiser evaluations for ``steps`` steps (Heun-type: 2 per step, 1 on the last)."""
     per_step, saved, _ = _SOLVERS[check_solver(name)]
     return per_step * steps - saved
+
+
+def check_sigmas(sigmas) -> list[float]:
+    """Validate a σ grid (decreasing, positive, ending in 0) and return float64 scalars."""
+    s = np.asarray(sigmas, dtype=np.float64)
+    if s.ndim != 1 or s.size < 2:
+        raise EdgediffError(f"a σ grid needs at least 2 values (one step), got shape {s.shape}")
+    if s[-1] != 0.0 or np.any(s[:-1] <= 0) or np.any(np.diff(s) >= 0) or not np.all(np.isfinite(s)):
+        raise EdgediffError("a σ grid must be finite, strictly decreasing, positive, and end in 0")
+    return s.tolist()
+
+
+class GridTable:
+    """σ(t), σ̇, s, ṡ, f, g at every grid point but the final σ = 0, as float64
+    scalars: what the step loops of both implementations read per step."""
+
+    def __init__(self, schedule: Schedule, sigmas: list[float]):
+        t = schedule.sigma_inv(np.asarray(sigmas[:-1]))
+        self.t = t.tolist()
+        self.sigma = schedule.sigma(t).tolist()
+        self.sigma_deriv = schedule.sigma_deriv(t).tolist()
+        self.s = schedule.s(t).tolist()
+        self.s_deriv = schedule.s_deriv(t).tolist()
+        self.f = schedule.f(t).tolist()
+        self.g = schedule.g(t).tolist()
+
+    def ode_coefficients(self, i: int) -> tuple[float, float]:
+        """(a, b) of the PF-ODE (seed 003 eq 11) at grid point i:
+        dx/dt = (σ̇/σ + ṡ/s)·x − (σ̇·s/σ)·D(x/s; σ) = a·x − b·D."""
+        sig, dsig, s, ds = self.sigma[i], self.sigma_deriv[i], self.s[i], self.s_deriv[i]
+        return dsig / sig + ds / s, dsig * s / sig

@@ -126,13 +126,30 @@ def check_compatible(sidecar: dict[str, Any], trt_version: str, compute_capabili
                             f"machine: edgediff build {onnx_file} -o {plan} --force")
 
 
+def check_plan_bytes(sidecar: dict[str, Any], engine: bytes, plan: str = "the plan") -> None:
+    """Engines are code: run only the exact bytes ``edgediff build`` wrote."""
+    want = sidecar.get("plan_sha256")
+    if want is None or hashlib.sha256(engine).hexdigest() != want:
+        raise EdgediffError(f"{plan} does not match the sha256 its sidecar records; it was "
+                            f"altered or swapped after the build. Rebuild it with "
+                            f"'edgediff build'")
+
+
+def profile_batch_range(sidecar: dict[str, Any]) -> tuple[int, int]:
+    """(min, max) batch of the plan's optimization profile."""
+    lo, _, hi = sidecar["profiles"][0]["x"]
+    return int(lo[0]), int(hi[0])
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_bytes(data)
 
 
 def write_plan(plan: Path, engine: bytes, sidecar: dict[str, Any]) -> None:
-    """Sidecar first, plan last: a plan on disk always has its sidecar."""
+    """Sidecar first, plan last: a plan on disk always has its sidecar, which
+    records the plan's sha256 so a swapped or altered engine is refused."""
+    sidecar = {**sidecar, "plan_sha256": hashlib.sha256(engine).hexdigest()}
     _atomic_write(sidecar_path(plan), (json.dumps(sidecar, indent=1) + "\n").encode())
     try:
         _atomic_write(plan, engine)

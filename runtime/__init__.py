@@ -1,4 +1,24 @@
 """The deployable runtime: NumPy step loops over ONNX Runtime or TensorRT.
 
-Nothing here imports torch, onnx or tensorrt at import time.
+Nothing here imports torch, onnx or tensorrt; TensorRT and cuda-python load
+only when a ``.plan`` is opened.
+
+    from edgediff import runtime
+    D = runtime.load("model.onnx")             # metadata decides everything else
+    x = runtime.sample(D, 64, seed=0)          # the artifact's default sampler
+    x = runtime.sample(D, 64, solver="dpmpp_2m", steps=10)
 """
+
+from edgediff.runtime._call import Denoiser, NonFiniteOutputError
+from edgediff.runtime.noise import NoiseStreams
+from edgediff.runtime.sampling import (
+    SOLVERS,
+    SamplerSettings,
+    load,
+    sample,
+    sample_batch,
+    sigma_grid,
+)
+
+__all__ = ["SOLVERS", "Denoiser", "NoiseStreams", "NonFiniteOutputError", "SamplerSettings", "load",
+           "sample", "sample_batch", "sigma_grid"]

@@ -20,26 +20,19 @@ import numpy as np
 import torch
 
 from edgediff.errors import EdgediffError
-from edgediff.schedules import EDMSchedule, Schedule
+from edgediff.solvers import GridTable, check_sigmas
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseFn = Callable[[int], torch.Tensor]
 Noise = torch.Tensor | NoiseFn | None
 Callback = Callable[[dict[str, Any]], None] | None
 
-EDM_IDENTITY = EDMSchedule()  # σ(t) = t, s = 1: stepping in (x̂, σ)
-
 
 def as_sigmas(sigmas: Sequence[float] | np.ndarray | torch.Tensor) -> list[float]:
     """Validate a σ grid and return it as float64 Python scalars."""
     if isinstance(sigmas, torch.Tensor):
         sigmas = sigmas.detach().cpu().double().numpy()
-    s = np.asarray(sigmas, dtype=np.float64)
-    if s.ndim != 1 or s.size < 2:
-        raise EdgediffError(f"a σ grid needs at least 2 values (one step), got shape {s.shape}")
-    if s[-1] != 0.0 or np.any(s[:-1] <= 0) or np.any(np.diff(s) >= 0) or not np.all(np.isfinite(s)):
-        raise EdgediffError("a σ grid must be finite, strictly decreasing, positive, and end in 0")
-    return s.tolist()
+    return check_sigmas(sigmas)
 
 
 def start_state(x: torch.Tensor) -> torch.Tensor:
@@ -84,25 +77,13 @@ def at_precision(denoiser: Denoiser, dtype: torch.dtype = torch.float32) -> Deno
     return call
 
 
-class ScheduleTable:
-    """σ(t), σ̇, s, ṡ at every grid point but the final σ = 0, as float64 scalars."""
-
-    def __init__(self, schedule: Schedule, sigmas: list[float]):
-        t = schedule.sigma_inv(np.asarray(sigmas[:-1]))
-        self.t = t.tolist()
-        self.sigma = schedule.sigma(t).tolist()
-        self.sigma_deriv = schedule.sigma_deriv(t).tolist()
-        self.s = schedule.s(t).tolist()
-        self.s_deriv = schedule.s_deriv(t).tolist()
-        self.f = schedule.f(t).tolist()
-        self.g = schedule.g(t).tolist()
-
+class ScheduleTable(GridTable):
     def ode_derivative(self, denoiser: Denoiser, x: torch.Tensor, i: int):
         """PF-ODE (seed 003 eq 11) at grid point i:
         dx/dt = (σ̇/σ + ṡ/s)·x − (σ̇·s/σ)·D(x/s; σ).  Returns (dx/dt, D)."""
-        sig, dsig, s, ds = self.sigma[i], self.sigma_deriv[i], self.s[i], self.s_deriv[i]
-        denoised = denoise(denoiser, x / s, sig)
-        return (dsig / sig + ds / s) * x - (dsig * s / sig) * denoised, denoised
+        a, b = self.ode_coefficients(i)
+        denoised = denoise(denoiser, x / self.s[i], self.sigma[i])
+        return a * x - b * denoised, denoised
 
 
 def report(callback: Callback, i: int, x_hat: torch.Tensor, sigma: float, sigma_next: float,

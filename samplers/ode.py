@@ -7,7 +7,6 @@ import math
 import torch
 
 from edgediff.samplers._common import (
-    EDM_IDENTITY,
     Callback,
     Denoiser,
     ScheduleTable,
@@ -17,6 +16,7 @@ from edgediff.samplers._common import (
     start_state,
 )
 from edgediff.schedules import Schedule
+from edgediff.solvers import EDM_IDENTITY
 
 
 @torch.no_grad()

@@ -1,0 +1,150 @@
+"""NumPy step loops, stochastic: DDPM, DDIM(η), reverse-SDE Euler–Maruyama, EDM.
+
+Same algorithms, conventions and noise draws as the torch reference
+(``edgediff.samplers``): ``noise(i)`` is called only at steps that use it, so
+both implementations consume the same per-sample streams
+(``edgediff.runtime.noise``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgediff.errors import EdgediffError
+from edgediff.runtime._call import Call, Callback, Denoiser, NoiseFn, report
+from edgediff.schedules import Schedule
+from edgediff.solvers import GridTable, check_sigmas
+
+VARIANCES = ("small", "large")
+
+
+def _add_scaled(x: np.ndarray, c: float, z: np.ndarray, tmp: np.ndarray) -> None:
+    np.multiply(z, c, out=tmp)
+    x += tmp
+
+
+def ddpm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, variance: str = "small",
+         callback: Callback = None) -> np.ndarray:
+    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) from σ_i to σ_j:
+    x̂' = r·x̂ + (1 − r)·D + sqrt(v)·z, r = σ_j²/σ_i², with the posterior ("small")
+    or the jump's ("large") variance v."""
+    if variance not in VARIANCES:
+        raise EdgediffError(f"unknown DDPM variance {variance!r}; choose one of "
+                            f"{', '.join(VARIANCES)}")
+    sigmas = check_sigmas(sigmas)
+    call = Call(denoiser, x.shape)
+    x = np.array(x, dtype=np.float64)
+    tmp = np.empty_like(x)
+    for i in range(len(sigmas) - 1):
+        call.step = i
+        sig, sig_next = sigmas[i], sigmas[i + 1]
+        denoised = call(x, sig)
+        report(callback, i, x, sig, sig_next, denoised)
+        if sig_next == 0:
+            return denoised.astype(np.float64)
+        r = (sig_next / sig) ** 2
+        if variance == "small":
+            v = sig_next**2 * (1 - r)
+        else:
+            v = (sig**2 - sig_next**2) * (1 + sig_next**2) / (1 + sig**2)
+        x *= r
+        _add_scaled(x, 1 - r, denoised, tmp)
+        _add_scaled(x, math.sqrt(v), noise(i), tmp)
+    raise AssertionError("unreachable: σ grids end in 0")
+
+
+def ddim(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, eta: float = 0.0,
+         callback: Callback = None) -> np.ndarray:
+    """DDIM (Song et al. 2021, eq 12) in x̂-coordinates, c = η·σ_j·sqrt(1 − σ_j²/σ_i²):
+    x̂' = D + sqrt(σ_j² − c²)·(x̂ − D)/σ_i + c·z. Noise only when η > 0."""
+    if not (eta >= 0 and math.isfinite(eta)):
+        raise EdgediffError(f"eta must be ≥ 0, got {eta}")
+    sigmas = check_sigmas(sigmas)
+    call = Call(denoiser, x.shape)
+    x = np.array(x, dtype=np.float64)
+    tmp = np.empty_like(x)
+    for i in range(len(sigmas) - 1):
+        call.step = i
+        sig, sig_next = sigmas[i], sigmas[i + 1]
+        denoised = call(x, sig)
+        report(callback, i, x, sig, sig_next, denoised)
+        if sig_next == 0:
+            return denoised.astype(np.float64)
+        c = eta * sig_next * math.sqrt(1 - (sig_next / sig) ** 2)
+        x -= denoised  # σ_i·ε̂
+        x *= math.sqrt(max(sig_next**2 - c**2, 0.0)) / sig
+        x += denoised
+        if c > 0:
+            _add_scaled(x, c, noise(i), tmp)
+    raise AssertionError("unreachable: σ grids end in 0")
+
+
+def euler_maruyama(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Schedule,
+                   noise: NoiseFn, callback: Callback = None) -> np.ndarray:
+    """Euler–Maruyama on the reverse SDE (Anderson 1982; seed 003 eq 19, 23) in the
+    schedule's own t: x' = x + [f·x − g²·score]·Δt + g·sqrt(−Δt)·z, with the
+    score (D(x/s; σ) − x/s)/(s·σ²) (eq 10)."""
+    sigmas = check_sigmas(sigmas)
+    tab = GridTable(schedule, sigmas)
+    call = Call(denoiser, x.shape)
+    x = np.multiply(x, tab.s[0], dtype=np.float64)
+    score, tmp = np.empty_like(x), np.empty_like(x)
+    for i in range(len(sigmas) - 1):
+        call.step = i
+        sig, s = tab.sigma[i], tab.s[i]
+        denoised = call(x, sig, s)
+        report(callback, i, x, sigmas[i], sigmas[i + 1], denoised, s)
+        if sigmas[i + 1] == 0:
+            return denoised.astype(np.float64)
+        np.divide(x, s, out=score)
+        np.subtract(denoised, score, out=score)
+        score /= s * sig**2
+        dt = tab.t[i + 1] - tab.t[i]
+        x *= 1 + tab.f[i] * dt  # drift: f·x·Δt
+        _add_scaled(x, -tab.g[i] ** 2 * dt, score, tmp)  # drift: −g²·score·Δt
+        _add_scaled(x, tab.g[i] * math.sqrt(-dt), noise(i), tmp)  # diffusion
+    raise AssertionError("unreachable: σ grids end in 0")
+
+
+def edm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, S_churn: float = 0.0,
+        S_tmin: float = 0.0, S_tmax: float = math.inf, S_noise: float = 1.0,
+        callback: Callback = None) -> np.ndarray:
+    """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2) in (x̂, σ): churn
+    to t̂ = (1 + γ)·t_i with γ = min(S_churn/N, √2 − 1) inside [S_tmin, S_tmax],
+    then a Heun step to t_{i+1} (Euler on the last). Noise only where γ > 0."""
+    if not (S_churn >= 0 and S_noise >= 0 and S_tmin <= S_tmax):
+        raise EdgediffError(f"need S_churn ≥ 0, S_noise ≥ 0 and S_tmin ≤ S_tmax, got "
+                            f"S_churn={S_churn}, S_noise={S_noise}, S_tmin={S_tmin}, "
+                            f"S_tmax={S_tmax}")
+    sigmas = check_sigmas(sigmas)
+    n = len(sigmas) - 1
+    call = Call(denoiser, x.shape)
+    x = np.array(x, dtype=np.float64)
+    d_cur, d_prime, x_next, tmp = (np.empty_like(x) for _ in range(4))
+    gamma_max = min(S_churn / n, math.sqrt(2) - 1)
+    for i in range(n):
+        call.step = i
+        t_cur, t_next = sigmas[i], sigmas[i + 1]
+        # Increase noise temporarily
+        gamma = gamma_max if S_tmin <= t_cur <= S_tmax else 0.0
+        t_hat = t_cur + gamma * t_cur
+        if gamma > 0:
+            _add_scaled(x, math.sqrt(t_hat**2 - t_cur**2) * S_noise, noise(i), tmp)
+        # Euler step
+        denoised = call(x, t_hat)
+        report(callback, i, x, t_hat, t_next, denoised)
+        if t_next == 0:
+            return denoised.astype(np.float64)
+        np.subtract(x, denoised, out=d_cur)
+        d_cur /= t_hat
+        np.multiply(d_cur, t_next - t_hat, out=x_next)
+        x_next += x
+        # Apply 2nd order correction
+        np.subtract(x_next, call(x_next, t_next), out=d_prime)
+        d_prime /= t_next
+        d_cur += d_prime
+        d_cur *= 0.5 * (t_next - t_hat)
+        x += d_cur
+    raise AssertionError("unreachable: σ grids end in 0")

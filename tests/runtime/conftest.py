@@ -1,0 +1,21 @@
+import pytest
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+pytest.importorskip("torch", reason="the torch reference needs torch")
+pytest.importorskip("onnx", reason="exporting needs onnx")
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """The analytic mixture and the bundled digits model, each as (torch model, ONNX path)."""
+    from edgediff.export.onnx import export_onnx
+    from edgediff.models.analytic import mixture_model
+    from edgediff.models.bundled import load_bundled
+
+    folder = tmp_path_factory.mktemp("artifacts")
+    models = {}
+    for name, model in (("mixture", mixture_model()), ("digits", load_bundled())):
+        path = folder / f"{name}.onnx"
+        export_onnx(model, path, source_sha256="0" * 64, validate=False)
+        models[name] = (model, path)
+    return models
