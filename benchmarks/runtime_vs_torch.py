@@ -1,0 +1,111 @@
+"""The NumPy + ONNX Runtime sampler against the torch reference, side by side.
+
+The bundled digits model, Heun with 18 steps (35 NFE), batches 1 and 16, both
+libraries on the same thread count, the same x_T and σ grid. Two phases, each
+in turn: first torch and the runtime interleaved (speed-up), then the runtime
+and NFE bare ONNX Runtime calls interleaved with torch idle (overhead ratio
+total / (NFE × one denoiser call)). Reported: median [p90] over warm
+repetitions, per sample. The loop's own cost per NFE, timed with a denoiser
+that does no work, gives the overhead ratio free of ONNX Runtime's thread
+hand-offs and of this machine's timing noise.
+
+    python benchmarks/runtime_vs_torch.py [--threads 2] [--reps 30] [--onnx PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's idle OpenMP threads must not
+# spin on the cores ONNX Runtime is about to use (set before torch loads)
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+
+from edgediff import runtime
+from edgediff.export.onnx import export_onnx
+from edgediff.models.bundled import load_bundled
+from edgediff.samplers import at_precision, heun
+from edgediff.solvers import nfe
+
+STEPS = 18
+
+
+class NullDenoiser:
+    """Returns a fixed array at once: what is left is the step loop itself."""
+
+    def __init__(self, info, shape):
+        self.info, self.out = info, np.zeros(shape, np.float32)
+
+    def __call__(self, x, sigma):
+        return self.out
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--onnx", default=None, help="exported bundled model (default: export now)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    model = load_bundled()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(args.onnx) if args.onnx else Path(tmp) / "digits.onnx"
+        if not args.onnx:
+            export_onnx(model, path, source_sha256="bench", validate=False)
+        D = runtime.load(path, threads=args.threads)
+        reference = at_precision(model.denoiser.float().eval())
+        sigmas = runtime.sigma_grid(D.info, STEPS).tolist()
+        n_calls = nfe("heun", STEPS)
+        print(f"bundled digits model, heun {STEPS} steps ({n_calls} NFE), {args.threads} "
+              f"threads, {args.reps} warm repetitions; torch {torch.__version__}, onnxruntime "
+              f"{onnxruntime.__version__}")
+        print(f"{'batch':>5} {'torch ms/sample':>16} {'runtime ms/sample':>18} {'speed-up':>9} "
+              f"{'1 call ms':>10} {'overhead':>9} {'loop µs/NFE':>12} {'floor':>6}"
+              "   (median [p90])")
+        for batch in args.batches:
+            rng = np.random.default_rng(batch)
+            x = rng.standard_normal((batch, *D.info.sample_shape)) * sigmas[0]
+            x_t = torch.from_numpy(x)
+            x32, s32 = x.astype(np.float32), np.full(batch, 1.0, np.float32)
+            got = runtime.SOLVERS["heun"](D, x, sigmas)  # warm-up, and the two agree
+            ref = heun(reference, x_t, sigmas).numpy()
+            assert np.abs(got - ref).max() < 1e-4, "runtime and reference disagree"
+            run_ref = lambda: heun(reference, x_t, sigmas)  # noqa: E731, B023
+            run_rt = lambda: runtime.SOLVERS["heun"](D, x, sigmas)  # noqa: E731, B023
+            calls = lambda: [D(x32, s32) for _ in range(n_calls)]  # noqa: E731, B023
+            t_ref, t_rt, t_rt2, t_call = [], [], [], []
+            null = NullDenoiser(D.info, x.shape)
+            loop = min(timed(lambda: runtime.SOLVERS["heun"](null, x, sigmas))  # noqa: B023
+                       for _ in range(200)) / n_calls
+            for _ in range(args.reps):  # speed: torch reference vs runtime
+                t_ref.append(timed(run_ref))
+                t_rt.append(timed(run_rt))
+            for _ in range(args.reps):  # overhead: runtime vs NFE bare calls, torch idle
+                t_rt2.append(timed(run_rt))
+                t_call.append(timed(calls) / n_calls)
+            ref_ms, rt_ms = (np.asarray(t) * 1e3 / batch for t in (t_ref, t_rt))
+            call_ms = float(np.median(t_call)) * 1e3
+            overhead = float(np.median(t_rt2)) * 1e3 / (n_calls * call_ms)
+            print(f"{batch:>5} {np.median(ref_ms):>8.3f} [{np.percentile(ref_ms, 90):.3f}]"
+                  f" {np.median(rt_ms):>9.3f} [{np.percentile(rt_ms, 90):.3f}]"
+                  f" {np.median(ref_ms) / np.median(rt_ms):>8.2f}x {call_ms:>10.3f}"
+                  f" {overhead:>9.3f} {loop * 1e6:>12.1f} {1 + loop * 1e3 / call_ms:>6.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The runtime on its own: torch-free, guarded, strict about its inputs."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgediff import runtime
+from edgediff.errors import EdgediffError
+from edgediff.runtime.noise import NoiseStreams, sample_generator
+
+HEAVY = ("torch", "onnx", "tensorrt")
+
+
+def test_a_full_sampling_run_never_imports_torch_onnx_or_tensorrt(exported):
+    """Blocks the heavy modules outright (as on a Jetson without them), samples
+    with every solver, then checks sys.modules."""
+    _, path = exported["digits"]
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {HEAVY!r}:
+            raise ModuleNotFoundError(name, name=name)
+sys.meta_path.insert(0, Block())
+from edgediff import runtime
+D = runtime.load({str(path)!r}, threads=1)
+for solver in runtime.SOLVERS:
+    x = runtime.sample(D, 3, solver=solver, steps=4)
+    assert x.shape == (3, 1, 8, 8) and x.std() > 0
+print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}), 'onnxruntime' in sys.modules)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["[]", "True"]
+
+
+def test_noise_streams_are_per_sample():
+    a = NoiseStreams(5, [0, 1, 2], (4,))
+    b = NoiseStreams(5, [2], (4,))
+    a0, b0 = a.initial(), b.initial()
+    assert np.array_equal(a0[2], b0[0])
+    assert np.array_equal(a(0)[2], b(0)[0]) and np.array_equal(a(3)[2], b(3)[0])
+    assert np.array_equal(a0[0], sample_generator(5, 0).standard_normal(4))
+    assert not np.allclose(a0[0], a0[1])
+    with pytest.raises(RuntimeError, match="out of order"):
+        a(3)
+
+
+class Exploding:
+    """A denoiser that overflows from step ``at`` on, as an fp16 engine can."""
+
+    def __init__(self, inner, at, value=np.inf):
+        self.inner, self.at, self.value, self.calls = inner, at, value, 0
+        self.info = inner.info
+
+    def __call__(self, x, sigma):
+        out = self.inner(x, sigma).copy()
+        self.calls += 1
+        if self.calls > self.at:
+            out[0, 0, 0, 0] = self.value
+        return out
+
+
+@pytest.mark.parametrize("value", [np.inf, np.nan])
+@pytest.mark.parametrize("solver", list(runtime.SOLVERS))
+def test_a_non_finite_denoiser_output_stops_sampling_with_step_and_sigma(exported, solver, value):
+    _, path = exported["digits"]
+    bad = Exploding(runtime.load(path), at=3, value=value)
+    with pytest.raises(runtime.NonFiniteOutputError) as e:
+        runtime.sample(bad, 2, solver=solver, steps=8)
+    msg = str(e.value)
+    assert "NaN/Inf" in msg and "step" in msg and "σ =" in msg and "--fp16" in msg
+    step = int(msg.split("at step ")[1].split(" ")[0])
+    assert 1 <= step <= 3  # the 4th call: step 3, or step 1 for 2-call-per-step solvers
+
+
+def test_bad_inputs_to_a_backend_get_clear_messages(exported):
+    _, path = exported["digits"]
+    D = runtime.load(path)
+    sigma = np.ones(2, np.float32)
+    assert D(np.zeros((2, 1, 8, 8)), sigma).dtype == np.float32  # float64 is cast
+    with pytest.raises(EdgediffError, match=r"takes \[batch, 1, 8, 8\]"):
+        D(np.zeros((2, 8, 8), np.float32), sigma)
+    with pytest.raises(EdgediffError, match="floating-point"):
+        D(np.zeros((2, 1, 8, 8), np.int64), sigma)
+    with pytest.raises(EdgediffError, match="one σ per sample"):
+        D(np.zeros((2, 1, 8, 8), np.float32), np.ones(3))
+    out = D(np.zeros((2, 1, 8, 8)), 1.0)  # a scalar σ broadcasts
+    assert out.shape == (2, 1, 8, 8)
+
+
+def test_bad_sampling_requests_get_clear_messages(exported):
+    _, path = exported["digits"]
+    D = runtime.load(path)
+    with pytest.raises(EdgediffError, match="steps must be an integer ≥ 1"):
+        runtime.sample(D, 2, steps=0)
+    with pytest.raises(EdgediffError, match="choose one of ddpm, euler_maruyama, euler, heun"):
+        runtime.sample(D, 2, solver="rk4")
+    with pytest.raises(EdgediffError, match="heun takes no option eta"):
+        runtime.sample(D, 2, solver="heun", options={"eta": 1.0})
+    with pytest.raises(EdgediffError, match=r"the model knows \[0.002, 80\]"):
+        runtime.sample(D, 2, sigmas=[160.0, 1.0, 0.0])
+    with pytest.raises(EdgediffError, match=r"the model knows"):
+        runtime.sample(D, 2, sigmas=[10.0, 1e-4, 0.0])
+    with pytest.raises(EdgediffError, match="num must be"):
+        runtime.sample(D, 0)
+    with pytest.raises(EdgediffError, match="spacing applies to discrete"):
+        runtime.sample(D, 2, options={"spacing": "trailing"})
+    # σ grids at the very ends of the range (float32 round-off included) are fine
+    x = runtime.sample(D, 2, sigmas=[80.0 * (1 + 1e-7), 1.0, 0.002, 0.0])
+    assert np.all(np.isfinite(x))
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda p: p / "missing.onnx", "no such file"),
+    (lambda p: p, "is a folder"),
+    (lambda p: (p / "notes.txt").write_text("hi") and p / "notes.txt", "neither an .onnx"),
+    (lambda p: (p / "fake.onnx").write_bytes(b"\x00garbage") and p / "fake.onnx",
+     "not an ONNX model ONNX Runtime can load"),
+])
+def test_loading_something_that_is_not_an_artifact(tmp_path, make, match):
+    with pytest.raises(EdgediffError, match=match):
+        runtime.load(make(tmp_path))
+
+
+def test_an_onnx_file_without_edgediff_metadata_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 2])
+    s = helper.make_tensor_value_info("sigma", TensorProto.FLOAT, ["b"])
+    y = helper.make_tensor_value_info("denoised", TensorProto.FLOAT, ["b", 2])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["denoised"])], "g", [x, s],
+                              [y])
+    path = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(EdgediffError, match="carries no edgediff metadata"):
+        runtime.load(path)
+
+
+def test_unavailable_provider_names_the_gpu_extra(exported):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDA")
+    _, path = exported["digits"]
+    with pytest.raises(EdgediffError, match=r'pip install "edgediff\[gpu\]"'):
+        runtime.load(path, provider="cuda")
