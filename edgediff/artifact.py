@@ -18,6 +18,7 @@ from edgediff.schedules import Schedule, schedule_from_dict
 
 PREFIX = "edgediff."
 FORMAT_VERSION = 1
+OPTIONAL_KEYS = ("reference",)
 KEYS = ("format_version", "parameterization", "schedule", "sigma_min", "sigma_max",
         "sigma_data", "sample_shape", "data_range", "source_sha256", "default_sampler",
         "precision")
@@ -35,6 +36,7 @@ class ArtifactInfo:
     source_sha256: str
     default_sampler: dict[str, Any]
     precision: str
+    reference: dict[str, Any] | None = None  # what quality is measured against (optional)
 
     def to_props(self) -> dict[str, str]:
         values = {
@@ -50,6 +52,8 @@ class ArtifactInfo:
             "default_sampler": json.dumps(self.default_sampler),
             "precision": self.precision,
         }
+        if self.reference is not None:
+            values["reference"] = json.dumps(self.reference)
         return {PREFIX + k: v for k, v in values.items()}
 
     @classmethod
@@ -79,6 +83,7 @@ class ArtifactInfo:
                 source_sha256=mine["source_sha256"],
                 default_sampler=json.loads(mine["default_sampler"]),
                 precision=mine["precision"],
+                reference=json.loads(mine["reference"]) if "reference" in mine else None,
             )
         except (ValueError, TypeError, KeyError) as e:
             raise EdgediffError(f"{where} has malformed edgediff metadata: {e}") from None

@@ -3,8 +3,10 @@
 A small ReLU MLP classifier (64 → 128 → 64 → 10) trained once on the digits
 train split; the 64 activations of its last hidden layer are the features.
 Its weights ship as ``edgediff/data/digits_features.npz`` and run in NumPy, so
-quality can be measured where torch is absent. Rebuild them with
-``python -m edgediff.features`` (needs scikit-learn; deterministic).
+quality can be measured where torch is absent. The held-out split's feature
+moments ship too (``digits_heldout.npz``), so scoring samples needs neither
+scikit-learn nor the dataset. Rebuild both with ``python -m edgediff.features``
+(needs scikit-learn; deterministic).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 from edgediff.errors import EdgediffError
 
 WEIGHTS = "digits_features.npz"
+HELDOUT = "digits_heldout.npz"
 
 
 class DigitsFeatures:
@@ -66,6 +69,25 @@ def fit_digits_features(out: Path) -> float:
     return acc
 
 
+def heldout_moments() -> dict[str, np.ndarray | float]:
+    """Held-out digits in the feature space: mean, cov, n, and ``floor`` — the
+    Fréchet distance of as many train digits to them (what "as good as real" reads)."""
+    with resources.as_file(resources.files("edgediff") / "data" / HELDOUT) as p, np.load(p) as z:
+        return {"mean": z["mean"], "cov": z["cov"], "n": int(z["n"]), "floor": float(z["floor"])}
+
+
+def write_heldout_moments(out: Path, features: DigitsFeatures) -> None:
+    from edgediff.metrics import frechet_distance
+    from edgediff.models.training import load_dataset
+
+    test, train = load_dataset("digits", "test"), load_dataset("digits", "train")
+    f = features(test)
+    floor = frechet_distance(features(train[: len(test)]), f)
+    np.savez(out, mean=f.mean(0), cov=np.cov(f, rowvar=False), n=len(test), floor=floor)
+
+
 if __name__ == "__main__":
     target = Path(__file__).with_name("data") / WEIGHTS
     print(f"wrote {target}: held-out accuracy {fit_digits_features(target):.4f}")
+    write_heldout_moments(target.with_name(HELDOUT), DigitsFeatures(target))
+    print(f"wrote {target.with_name(HELDOUT)}")

@@ -34,6 +34,14 @@ def nfe(name: str, steps: int) -> int:
     return per_step * steps - saved
 
 
+def steps_for_nfe(name: str, n: int) -> int:
+    """The step count that spends ``n`` denoiser calls (rounded up for Heun-type solvers)."""
+    per_step, saved, _ = _SOLVERS[check_solver(name)]
+    if n < per_step - saved:
+        raise EdgediffError(f"{name} needs at least {per_step - saved} NFE, got {n}")
+    return -(-(n + saved) // per_step)
+
+
 def check_sigmas(sigmas) -> list[float]:
     """Validate a σ grid (decreasing, positive, ending in 0) and return float64 scalars."""
     s = np.asarray(sigmas, dtype=np.float64)

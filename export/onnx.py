@@ -13,20 +13,18 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from edgediff.artifact import ArtifactInfo
+from edgediff.compare import VALIDATION_BATCHES, Validation, compare
 from edgediff.errors import EdgediffError, missing_extra
 from edgediff.fileio import atomic_path
 from edgediff.models.checkpoint import LoadedModel
 
 log = logging.getLogger(__name__)
-VALIDATION_BATCHES = (1, 3, 16)
 
 
 class _Graph(nn.Module):
@@ -38,25 +36,6 @@ class _Graph(nn.Module):
 
     def forward(self, x, sigma):
         return self.denoiser(x, sigma)
-
-
-@dataclass
-class Validation:
-    max_abs: float
-    max_rel: float
-    worst: float        # max over elements of |err| / (atol + rtol·|ref|); ≤ 1 passes
-    cases: int
-    atol: float
-    rtol: float
-
-    @property
-    def ok(self) -> bool:
-        return self.worst <= 1.0
-
-    def __str__(self) -> str:
-        return (f"ONNX Runtime vs torch over {self.cases} batches: max abs {self.max_abs:.2e}, "
-                f"max rel {self.max_rel:.2e} (tolerance per element: {self.atol:g} + "
-                f"{self.rtol:g}·|ref|, worst at {self.worst:.2f} of it)")
 
 
 def default_sampler(parameterization: str) -> dict:
@@ -83,7 +62,19 @@ def artifact_info(model: LoadedModel, source_sha256: str, precision: str = "fp32
     return ArtifactInfo(par, model.schedule, cfg["sigma_min"], cfg["sigma_max"],
                         cfg.get("sigma_data", 0.5), tuple(cfg["sample_shape"]),
                         tuple(cfg.get("data_range", (-1.0, 1.0))), source_sha256,
-                        default_sampler(par), precision)
+                        default_sampler(par), precision, quality_reference(cfg))
+
+
+def quality_reference(config: dict) -> dict | None:
+    """What the solver lab scores samples against: the exact mixture, or the
+    dataset a model was trained on (when edgediff ships reference statistics)."""
+    arch = config.get("architecture", {})
+    if arch.get("name") == "analytic.gaussian_mixture":
+        return {"kind": "gaussian_mixture", "mixture": arch["args"]}
+    dataset = config.get("provenance", {}).get("dataset")
+    if dataset == "digits" and tuple(config["sample_shape"]) == (1, 8, 8):
+        return {"kind": "dataset", "name": "digits"}
+    return None
 
 
 def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opset: int = 17,
@@ -124,41 +115,20 @@ def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opse
     return result
 
 
-def validation_inputs(info: ArtifactInfo, batch: int, seed: int):
-    """x̂ = data-scale signal + σ·noise over σ_min, a log-spaced sweep and σ_max."""
-    sweep = np.concatenate([[info.sigma_min],
-                            np.geomspace(info.sigma_min, info.sigma_max, 10)[1:-1],
-                            [info.sigma_max]])
-    rng = np.random.default_rng(seed)
-    sigma = sweep[(np.arange(batch) + seed) % len(sweep)]
-    x = rng.standard_normal((batch, *info.sample_shape)) * info.sigma_data + \
-        sigma.reshape(-1, *[1] * len(info.sample_shape)) * rng.standard_normal(
-            (batch, *info.sample_shape))
-    return x.astype(np.float32), sigma.astype(np.float32)
-
-
 def validate_onnx(path, graph: nn.Module, info: ArtifactInfo, atol: float, rtol: float,
                   batches=VALIDATION_BATCHES) -> Validation:
+    """ONNX Runtime (CPU) against the torch module on the validation inputs."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise missing_extra("onnxruntime", "cpu") from None
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    max_abs = max_rel = worst = 0.0
-    cases = 0
-    for batch in batches:
-        for seed in range(3 if batch == 1 else 2):
-            x, sigma = validation_inputs(info, batch, seed)
-            (got,) = sess.run(None, {"x": x, "sigma": sigma})
-            with torch.no_grad():
-                ref = graph(torch.from_numpy(x), torch.from_numpy(sigma)).numpy()
-            err = np.abs(got.astype(np.float64) - ref)
-            max_abs = max(max_abs, float(err.max()))
-            max_rel = max(max_rel, float((err / np.maximum(np.abs(ref), 1e-3)).max()))
-            tol = atol + rtol * np.abs(ref)
-            ratio = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
-            if not np.all(np.isfinite(got)):
-                ratio = np.full_like(err, np.inf)  # NaN/Inf from the graph never passes
-            worst = max(worst, float(ratio.max()))
-            cases += 1
-    return Validation(max_abs, max_rel, worst, cases, atol, rtol)
+
+    def got(x, sigma):
+        return sess.run(None, {"x": x, "sigma": sigma})[0]
+
+    def ref(x, sigma):
+        with torch.no_grad():
+            return graph(torch.from_numpy(x), torch.from_numpy(sigma)).numpy()
+
+    return compare(got, ref, info, atol, rtol, batches)

@@ -15,7 +15,10 @@ _COMMANDS = {
     "build": ("build", "Build a TensorRT engine from an exported ONNX file."),
     "demo": ("demo", "Sample the bundled model with several solvers and compare them."),
     "export": ("export", "Export a model to ONNX with its preconditioning folded in."),
-    "info": ("info", "Show what a checkpoint or diffusers folder holds."),
+    "info": ("info", "Show what a model, an ONNX artifact or a TensorRT plan holds."),
+    "sample": ("sample", "Sample an exported model with the torch-free runtime."),
+    "bench": ("bench", "Compare solvers on one model by speed and quality."),
+    "check": ("check", "Compare an ONNX artifact with its torch model (and a plan with it)."),
     "train": ("train", "Train a denoiser on a local dataset (digits, 2-D mixture)."),
 }
 

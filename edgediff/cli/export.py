@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import click
 
 from edgediff.errors import missing_extra
+
+
+def resolve_source(source: str, allow_pickle: bool = False):
+    """(LoadedModel, sha256 of its weights) for a checkpoint, a diffusers folder,
+    'bundled' or 'mixture2d'."""
+    try:
+        from edgediff.export.onnx import sha256_of
+        from edgediff.models.analytic import mixture_model
+        from edgediff.models.bundled import bundled_path
+        from edgediff.models.loader import load_model
+    except ImportError:
+        raise missing_extra("torch", "torch") from None
+    if source == "mixture2d":
+        model = mixture_model()
+        digest = hashlib.sha256(
+            json.dumps(model.config["architecture"]["args"]).encode()).hexdigest()
+        return model, digest
+    path = bundled_path() if source == "bundled" else Path(source)
+    model = load_model(path, allow_pickle=allow_pickle)
+    weights = path if path.is_dir() or path.suffix not in ("", ".json") else \
+        path.with_name(path.with_suffix("").name + ".safetensors")
+    return model, sha256_of(weights)
 
 
 @click.command("export")
@@ -38,26 +61,14 @@ def command(source, out, force, opset, no_validate, atol, rtol, allow_pickle):
       edgediff export my-model.safetensors -o my-model.onnx --force
     """
     try:
-        from edgediff.export.onnx import export_onnx, sha256_of
-        from edgediff.models.analytic import mixture_model
-        from edgediff.models.bundled import bundled_path
-        from edgediff.models.loader import load_model
+        from edgediff.export.onnx import export_onnx
     except ImportError:
         raise missing_extra("torch", "torch") from None
-    if source == "mixture2d":
-        model = mixture_model()
-        digest = __import__("hashlib").sha256(
-            json.dumps(model.config["architecture"]["args"]).encode()).hexdigest()
-    else:
-        path = bundled_path() if source == "bundled" else Path(source)
-        model = load_model(path, allow_pickle=allow_pickle)
-        weights = path if path.is_dir() or path.suffix not in ("", ".json") else \
-            path.with_name(path.with_suffix("").name + ".safetensors")
-        digest = sha256_of(weights)
+    model, digest = resolve_source(source, allow_pickle)
     result = export_onnx(model, out, source_sha256=digest, opset=opset, force=force,
                          validate=not no_validate, atol=atol, rtol=rtol)
     if result is not None:
-        click.echo(str(result))
+        click.echo(f"ONNX Runtime vs torch {result}")
     size = Path(out).stat().st_size
     click.echo(f"wrote {out} ({size / 2**20:.2f} MiB, {model.config['parameterization']['name']},"
                f" sample shape {tuple(model.config['sample_shape'])})")

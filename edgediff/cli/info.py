@@ -1,31 +1,111 @@
-"""``edgediff info``: what a model file holds."""
+"""``edgediff info``: what a checkpoint, an exported ONNX file or a TensorRT plan holds."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
-from edgediff.errors import missing_extra
+from edgediff.errors import EdgediffError, missing_extra
+
+
+def _table(lines: list[tuple[str, str]]) -> None:
+    width = max(len(k) for k, _ in lines)
+    for k, v in lines:
+        click.echo(f"{k:<{width}}  {v}")
+
+
+def _artifact_lines(info) -> list[tuple[str, str]]:
+    sched = {k: v for k, v in info.schedule.to_dict().items() if k != "alphas_cumprod"}
+    return [
+        ("parameterization", info.parameterization),
+        ("sample shape", " × ".join(map(str, info.sample_shape))),
+        ("schedule", json.dumps(sched)),
+        ("σ range", f"{info.sigma_min:.4g} … {info.sigma_max:.4g} (σ_data {info.sigma_data:g})"),
+        ("data range", f"{info.data_range[0]:g} … {info.data_range[1]:g}"),
+        ("default sampler", json.dumps(info.default_sampler)),
+        ("precision", info.precision),
+        ("source sha256", info.source_sha256),
+        ("quality reference", json.dumps(info.reference) if info.reference else "none"),
+    ]
+
+
+def _onnx(path: Path, as_json: bool) -> None:
+    from edgediff.artifact import ArtifactInfo
+    from edgediff.cli.build import read_onnx_metadata
+
+    props = read_onnx_metadata(path)
+    if as_json:
+        click.echo(json.dumps(props, indent=1))
+        return
+    info = ArtifactInfo.from_props(props, where=str(path))
+    _table([("file", f"{path} ({path.stat().st_size / 2**20:.2f} MiB, ONNX)"),
+            *_artifact_lines(info)])
+
+
+def runnable_here(sidecar: dict, plan: Path) -> str:
+    """Whether this machine can run the plan, and if not, why — without deserializing it."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return 'no: TensorRT is not installed (pip install "edgediff[trt]")'
+    from edgediff.export.tensorrt import check_compatible, gpu_identity
+
+    try:
+        _, cc = gpu_identity()
+        check_compatible(sidecar, trt.__version__, cc, str(plan))
+    except EdgediffError as e:
+        return f"no: {e}"
+    return "yes"
+
+
+def _plan(path: Path, as_json: bool) -> None:
+    from edgediff.runtime.tensorrt import plan_info
+
+    info, side = plan_info(path)
+    if as_json:
+        click.echo(json.dumps(side, indent=1))
+        return
+    profile = side["profiles"][0]["x"]
+    _table([
+        ("file", f"{path} ({path.stat().st_size / 2**20:.2f} MiB, TensorRT plan)"),
+        *_artifact_lines(info),
+        ("built by", f"TensorRT {side['tensorrt_version']} on {side['gpu_name']} (compute "
+                     f"capability {side['compute_capability']})"),
+        ("precision flags", ", ".join(side["precision"]) or "fp32"),
+        ("batch profile", f"min {profile[0][0]}, opt {profile[1][0]}, max {profile[2][0]}"),
+        ("from", f"{side['onnx_file']} (sha256 {side['onnx_sha256'][:16]}…)"),
+        ("runs here", runnable_here(side, path)),
+    ])
 
 
 @click.command("info")
-@click.argument("path", type=click.Path(path_type=str))
+@click.argument("path", type=click.Path(exists=True, path_type=str))
 @click.option("--allow-pickle", is_flag=True,
               help="Read a .pt/.pkl checkpoint with torch.load(weights_only=True). Pickles can "
                    "run code: use only for files you trust.")
-@click.option("--json", "as_json", is_flag=True, help="Print the full config as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print everything as JSON (config, ONNX metadata or plan sidecar).")
 def command(path: str, allow_pickle: bool, as_json: bool) -> None:
-    """Print what PATH holds: parameterization, network, schedule, σ range, provenance.
+    """Print what PATH holds: parameterization, schedule, σ range, sample shape, and more.
 
-    PATH is a checkpoint (NAME.safetensors with NAME.json beside it) or a local
-    diffusers folder.
+    PATH is a checkpoint (NAME.safetensors with NAME.json beside it), a local
+    diffusers folder, an exported .onnx file, or a TensorRT .plan (then also its
+    build sidecar and whether it can run on this machine).
 
     \b
     Examples:
       edgediff info digits-edm.safetensors
       edgediff info ./my-ddpm-pipeline --json
+      edgediff info digits.onnx
+      edgediff info digits.plan
     """
+    p = Path(path)
+    if p.suffix == ".onnx":
+        return _onnx(p, as_json)
+    if p.suffix in (".plan", ".engine"):
+        return _plan(p, as_json)
     try:
         from edgediff.models.loader import load_model
     except ImportError:
@@ -52,6 +132,4 @@ def command(path: str, allow_pickle: bool, as_json: bool) -> None:
         lines.append(("training", f"{prov['steps']} steps, {prov.get('train_seconds', '?')} s"))
     if "source" in prov:
         lines.append(("source", str(prov["source"])))
-    width = max(len(k) for k, _ in lines)
-    for k, v in lines:
-        click.echo(f"{k:<{width}}  {v}")
+    _table(lines)

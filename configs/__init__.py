@@ -1,0 +1,53 @@
+"""Named sampler presets (``samplers.toml``) and bench suites (``bench.toml``)."""
+
+from __future__ import annotations
+
+import sys
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from edgediff.errors import EdgediffError
+from edgediff.solvers import check_solver, steps_for_nfe
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Jetson's JetPack 6 ships Python 3.10
+    import tomli as tomllib
+
+
+@cache
+def _table(name: str) -> dict[str, dict[str, Any]]:
+    text = (resources.files(__package__) / name).read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def presets() -> dict[str, dict[str, Any]]:
+    return _table("samplers.toml")
+
+
+def suites() -> dict[str, dict[str, Any]]:
+    return _table("bench.toml")
+
+
+def preset(name: str) -> tuple[str, int, dict[str, Any]]:
+    """(solver, steps, options) of a named preset."""
+    table = presets()
+    if name not in table:
+        raise EdgediffError(f"unknown preset {name!r}; choose one of {', '.join(table)}")
+    entry = {k: v for k, v in table[name].items() if k != "description"}
+    return check_solver(entry.pop("solver")), int(entry.pop("steps")), entry
+
+
+def suite_runs(name: str) -> tuple[list[tuple[str, str, int, dict[str, Any]]], int | None]:
+    """A suite's runs as (label, solver, steps, options), and its sample count."""
+    table = suites()
+    if name not in table:
+        raise EdgediffError(f"unknown bench suite {name!r}; choose one of {', '.join(table)}")
+    entry = table[name]
+    runs = [(p, *preset(p)) for p in entry.get("presets", [])]
+    for solver in entry.get("solvers", []):
+        for n in entry.get("nfe", []):
+            steps = steps_for_nfe(solver, n)
+            runs.append((f"{solver}-{steps}", solver, steps, {}))
+    return runs, entry.get("num")

@@ -1,0 +1,109 @@
+"""Options shared by ``sample`` and ``bench``: which sampler, which backend."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edgediff.errors import EdgediffError
+from edgediff.solvers import SOLVER_NAMES
+
+PROVIDERS = ("cpu", "cuda", "tensorrt")
+
+
+def solver_options(f):
+    """--preset/--solver/--steps and every solver knob, typed."""
+    opts = [
+        click.option("--preset", default=None, metavar="NAME",
+                     help="A sampler preset from configs/samplers.toml (edgediff sample "
+                          "--list-presets); options below override it."),
+        click.option("--solver", type=click.Choice(SOLVER_NAMES), default=None,
+                     help="Step loop. Default: the preset's, else the model's default sampler."),
+        click.option("--steps", type=click.IntRange(1), default=None,
+                     help="Number of steps (Heun-type solvers spend 2 NFE per step, 1 on the "
+                          "last)."),
+        click.option("--eta", type=click.FloatRange(0), default=None, help="ddim: stochasticity "
+                     "η (0: deterministic, 1: DDPM)."),
+        click.option("--variance", type=click.Choice(["small", "large"]), default=None,
+                     help="ddpm: posterior (small) or jump (large) variance."),
+        click.option("--s-churn", type=click.FloatRange(0), default=None,
+                     help="edm: total churn S_churn."),
+        click.option("--s-tmin", type=click.FloatRange(0), default=None,
+                     help="edm: churn only where σ ≥ S_tmin."),
+        click.option("--s-tmax", type=click.FloatRange(0), default=None,
+                     help="edm: churn only where σ ≤ S_tmax."),
+        click.option("--s-noise", type=click.FloatRange(0), default=None,
+                     help="edm: noise inflation S_noise."),
+        click.option("--rho", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="EDM σ grids: the ρ of Karras et al. eq 5."),
+        click.option("--spacing", type=click.Choice(["leading", "trailing", "linspace"]),
+                     default=None, help="DDPM (discrete) models: timestep spacing."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def backend_options(f):
+    opts = [
+        click.option("--provider", type=click.Choice(PROVIDERS), default="cpu",
+                     show_default=True, help="ONNX Runtime execution provider (.onnx files)."),
+        click.option("--threads", type=click.IntRange(1), default=None,
+                     help="CPU threads for ONNX Runtime (default: its own choice)."),
+        click.option("--cuda-graph", is_flag=True,
+                     help="TensorRT plans: capture each batch size's launch in a CUDA graph."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+_KNOBS = {"eta": "eta", "variance": "variance", "s_churn": "S_churn", "s_tmin": "S_tmin",
+          "s_tmax": "S_tmax", "s_noise": "S_noise", "rho": "rho", "spacing": "spacing"}
+
+
+def resolve(preset: str | None, solver: str | None, steps: int | None,
+            **knobs: Any) -> tuple[str | None, int | None, dict[str, Any]]:
+    """(solver, steps, options) from a preset and explicit flags; flags win."""
+    options: dict[str, Any] = {}
+    if preset:
+        from edgediff.configs import preset as load_preset
+
+        p_solver, p_steps, options = load_preset(preset)
+        if solver is not None and solver != p_solver:
+            raise EdgediffError(f"preset {preset} is for {p_solver}; drop --solver {solver} or "
+                                f"the preset")
+        solver, steps = p_solver, steps or p_steps
+    options = {**options, **{_KNOBS[k]: v for k, v in knobs.items() if v is not None}}
+    return solver, steps, options
+
+
+def load_artifact(path: Path, provider: str, threads: int | None, cuda_graph: bool):
+    try:
+        from edgediff import runtime
+    except ImportError as e:  # pragma: no cover - the runtime needs only numpy
+        raise EdgediffError(str(e)) from None
+    return runtime.load(path, provider=provider, threads=threads, cuda_graph=cuda_graph)
+
+
+def pass_knobs(f):
+    """Collect the solver knobs into one ``knobs`` dict argument."""
+    @functools.wraps(f)
+    def wrapper(**kwargs):
+        knobs = {k: kwargs.pop(k) for k in _KNOBS}
+        return f(knobs=knobs, **kwargs)
+    return wrapper
+
+
+def writable_folder(path: Path) -> Path:
+    """Create ``path`` (and parents) or say in one line why not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgediffError(f"cannot create the output folder {path}: {e.strerror}") from None
+    if not path.is_dir():
+        raise EdgediffError(f"{path} is not a folder")
+    return path

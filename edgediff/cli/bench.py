@@ -1,0 +1,175 @@
+"""``edgediff bench``: solvers side by side on one artifact — speed and quality."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import click
+
+from edgediff.cli._sampling import backend_options, load_artifact, writable_folder
+from edgediff.errors import EdgediffError
+from edgediff.fileio import atomic_path
+from edgediff.solvers import SOLVER_NAMES, steps_for_nfe
+
+
+def _ints(text: str | None, what: str) -> list[int]:
+    if text is None:
+        return []
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise EdgediffError(f"{what} takes comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise EdgediffError(f"{what} must be integers ≥ 1, got {text!r}")
+    return values
+
+
+def plan_runs(suite, solvers, steps, nfe_list):
+    """(runs, suite's sample count) from a suite or from --solvers × --steps/--nfe."""
+    if suite:
+        if solvers or steps or nfe_list:
+            raise EdgediffError("give either --suite or --solvers with --steps/--nfe, not both")
+        from edgediff.configs import suite_runs
+
+        return suite_runs(suite)
+    names = [s.strip() for s in (solvers or "euler,heun,dpmpp_2m").split(",") if s.strip()]
+    for name in names:
+        if name not in SOLVER_NAMES:
+            raise EdgediffError(f"unknown solver {name!r}; choose from {', '.join(SOLVER_NAMES)}")
+    step_list, nfes = _ints(steps, "--steps"), _ints(nfe_list, "--nfe")
+    if step_list and nfes:
+        raise EdgediffError("give --steps or --nfe, not both")
+    if not step_list and not nfes:
+        nfes = [5, 9, 19, 35]
+    runs = []
+    for name in names:
+        for n in step_list or [steps_for_nfe(name, n) for n in nfes]:
+            runs.append((f"{name}-{n}", name, n, {}))
+    return runs, None
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def _write(folder: Path, rows, meta) -> list[Path]:
+    from edgediff.plots import line_plot
+
+    written = []
+    buf = io.StringIO()
+    fields = list(rows[0].as_dict())
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    for r in rows:
+        w.writerow(r.as_dict())
+    for name, text in (("bench.csv", buf.getvalue()),
+                       ("bench.json", json.dumps({**meta, "rows": [r.as_dict() for r in rows]},
+                                                 indent=1) + "\n")):
+        with atomic_path(folder / name) as tmp:
+            Path(tmp).write_text(text)
+        written.append(folder / name)
+    metrics = [("reference_rms", "rms error vs reference solution")]
+    if rows[0].distance_name:
+        metrics.append(("distance", f"{rows[0].distance_name.lower()} to the data"))
+    for key, label in metrics:
+        for axis, xlabel in (("nfe", "nfe"), ("ms_median", "ms per sample")):
+            series = {}
+            for r in rows:
+                if getattr(r, key) is not None:
+                    xs, ys = series.setdefault(r.solver if r.label.startswith(r.solver) else
+                                               r.label, ([], []))
+                    xs.append(getattr(r, axis))
+                    ys.append(getattr(r, key))
+            if not series:
+                continue
+            path = folder / f"{key}_vs_{'nfe' if axis == 'nfe' else 'latency'}.png"
+            with atomic_path(path) as tmp:
+                line_plot(tmp, series, xlabel=xlabel, ylabel=label,
+                          title=f"{meta['artifact_name']}: {label} vs {xlabel}")
+            written.append(path)
+    return written
+
+
+@click.command("bench")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--suite", default=None, metavar="NAME",
+              help="A bench suite from configs/bench.toml (quick, study, stochastic).")
+@click.option("--solvers", default=None, metavar="A,B,…",
+              help="Comma-separated solvers [default: euler,heun,dpmpp_2m].")
+@click.option("--steps", default=None, metavar="N,M,…", help="Step counts to run each solver at.")
+@click.option("--nfe", "nfe_list", default=None, metavar="N,M,…",
+              help="Denoiser-call budgets instead of steps (equal-cost comparisons) "
+                   "[default: 5,9,19,35].")
+@click.option("--num", type=click.IntRange(2), default=None,
+              help="Samples per run [default: the suite's, else 256].")
+@click.option("--batch", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Every run starts from the same x_T (samples 0…num−1 of this seed).")
+@click.option("--reference-steps", type=click.IntRange(2), default=100, show_default=True,
+              help="Heun steps of the high-accuracy solution that ODE solvers are scored "
+                   "against.")
+@click.option("--fid", is_flag=True,
+              help="Also compute FID with a locally installed torch-fidelity and cached "
+                   "Inception weights (skipped, with a message, when absent).")
+@backend_options
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("out/bench"), show_default=True, help="Output folder.")
+def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, reference_steps, fid,
+            provider, threads, cuda_graph, out):
+    """Run solvers on ARTIFACT side by side and print speed and quality.
+
+    Every run draws samples 0…num−1 of one seed, so all start from the same x_T.
+    Speed: median and p90 wall ms per sample over batches, samples/s. Quality:
+    RMS error against a high-accuracy Heun solution (deterministic solvers), and
+    the artifact's distribution score (exact 2-D mixture: sliced W2; digits:
+    Fréchet distance in the shipped feature space vs held-out digits), each
+    printed with its real-data floor. Writes bench.csv, bench.json and PNG plots
+    of quality vs NFE and vs latency.
+
+    \b
+    Examples:
+      edgediff bench digits.onnx --suite quick
+      edgediff bench mixture.onnx --solvers heun,dpmpp_2m --nfe 5,9,19 --num 2000
+      edgediff bench digits.onnx --solvers ddpm,ddim --steps 50,250 --threads 2
+    """
+    from edgediff.bench import run_bench
+    from edgediff.quality import score_for
+
+    runs, suite_num = plan_runs(suite, solvers, steps, nfe_list)
+    num = num or suite_num or 256
+    D = load_artifact(artifact, provider, threads, cuda_graph)
+    folder = writable_folder(out)
+    score = score_for(D.info, num, seed)
+    if fid:
+        click.echo(fid_unavailable_reason() or "FID: torch-fidelity found, but edgediff "
+                   "computes FID only for RGB image models; skipped for this artifact")
+    rows = run_bench(D, runs, num=num, batch=batch, seed=seed, score=score,
+                     reference_steps=reference_steps,
+                     progress=lambda label: click.echo(f"  running {label}", err=True))
+    dist = rows[0].distance_name or "dist"
+    click.echo(f"{artifact.name}: {num} samples per run, batch {batch}, seed {seed}")
+    click.echo(f"{'run':<18}{'steps':>6}{'NFE':>5}{'ms/sample':>11}{'p90':>9}{'samples/s':>11}"
+               f"{'ref RMS':>10}{dist:>9}")
+    for r in rows:
+        click.echo(f"{r.label:<18}{r.steps:>6}{r.nfe:>5}{r.ms_median:>11.3f}{r.ms_p90:>9.3f}"
+                   f"{r.samples_per_s:>11.1f}{_fmt(r.reference_rms, '>10.4f')}"
+                   f"{_fmt(r.distance, '>9.4f')}")
+    if score is not None:
+        click.echo(f"{dist} floor (real data vs real data, same size): {score.floor:.4f}")
+    meta = {"artifact": str(artifact), "artifact_name": artifact.stem, "num": num,
+            "batch": batch, "seed": seed, "reference_steps": reference_steps,
+            "distance_floor": score.floor if score else None}
+    for path in _write(folder, rows, meta):
+        click.echo(f"wrote {path}")
+
+
+def fid_unavailable_reason() -> str | None:
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError:
+        return ("FID skipped: torch-fidelity is not installed (pip install torch-fidelity, "
+                "with its Inception weights cached locally)")
+    return None

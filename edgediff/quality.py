@@ -1,0 +1,66 @@
+"""Sample quality, measured the same way every time (DESIGN.md §6).
+
+- ``reference_rms``: RMS error of final samples against a high-accuracy solution
+  from the same x_T — pure discretization error, for deterministic solvers.
+- An artifact's ``reference`` metadata picks a distribution score:
+  the exact Gaussian mixture → sliced Wasserstein-2 distance to exact samples
+  (a single number whose floor is known); digits → Fréchet distance
+  in the shipped feature space against the held-out split's moments.
+Each score comes with its floor: the same score between real sets of the same
+size, so "2× the floor" reads as what it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edgediff.artifact import ArtifactInfo
+from edgediff.metrics import frechet_distance_from_moments, sliced_wasserstein
+from edgediff.mixture import GaussianMixture
+
+
+def reference_rms(samples: np.ndarray, reference: np.ndarray) -> float:
+    d = np.asarray(samples, np.float64) - np.asarray(reference, np.float64)
+    return float(np.sqrt(np.mean(d**2)))
+
+
+@dataclass
+class Score:
+    name: str
+    floor: float
+    scorer: Any
+
+    def __call__(self, samples: np.ndarray) -> float:
+        return float(self.scorer(samples))
+
+
+def mixture_score(mixture: GaussianMixture, n: int, seed: int = 0) -> Score:
+    exact = mixture.sample(n, np.random.default_rng(seed + 10_001))[0]
+    other = mixture.sample(n, np.random.default_rng(seed + 10_002))[0]
+    return Score("SW2", sliced_wasserstein(other, exact), lambda x: sliced_wasserstein(
+        np.asarray(x, np.float64).reshape(len(x), -1), exact))
+
+
+def digits_score() -> Score:
+    from edgediff.features import DigitsFeatures, heldout_moments
+
+    feats, ref = DigitsFeatures(), heldout_moments()
+
+    def fd(x):
+        f = feats(x)
+        return frechet_distance_from_moments(f.mean(0), np.cov(f, rowvar=False), ref["mean"],
+                                             ref["cov"])
+    return Score("FD", ref["floor"], fd)
+
+
+def score_for(info: ArtifactInfo, n: int, seed: int = 0) -> Score | None:
+    """The distribution score the artifact's metadata asks for, or None."""
+    ref = info.reference or {}
+    if ref.get("kind") == "gaussian_mixture":
+        return mixture_score(GaussianMixture.from_dict(ref["mixture"]), n, seed)
+    if ref.get("kind") == "dataset" and ref.get("name") == "digits":
+        return digits_score()
+    return None
