@@ -96,7 +96,7 @@ def line_plot(path: str | Path, series: dict[str, tuple[list[float], list[float]
         raise ValueError("nothing positive and finite to plot")
     cv = Canvas()
     h, w = cv.px.shape[:2]
-    left, right, top, bottom = 80, w - 20, 40, h - 60
+    left, right, top, bottom = 80, w - 20, 48, h - 60
     lx = np.log10([p[0] for p in pts])
     ly = np.log10([p[1] for p in pts])
     x0, x1 = lx.min() - 0.05, lx.max() + 0.05
@@ -117,8 +117,8 @@ def line_plot(path: str | Path, series: dict[str, tuple[list[float], list[float]
     cv.rect(left, bottom, right, bottom + 2, INK)
     cv.rect(left - 2, top, left, bottom + 2, INK)
     cv.text((left + right - text_width(xlabel)) // 2, h - 24, xlabel)
-    cv.text(8, 14, ylabel)
-    cv.text((left + right - text_width(title)) // 2, 14, title)
+    cv.text(8, 6, title)
+    cv.text(8, 26, ylabel, color=(90, 90, 90))
     for k, (name, (xs, ys)) in enumerate(series.items()):
         color = COLORS[k % len(COLORS)]
         good = [(x, y) for x, y in zip(xs, ys, strict=True) if x > 0 and y > 0 and

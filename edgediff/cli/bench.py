@@ -52,7 +52,7 @@ def plan_runs(suite, solvers, steps, nfe_list):
 
 
 def _fmt(v, spec):
-    return "-" if v is None else format(v, spec)
+    return format("-", spec.replace("g", "").split(".")[0]) if v is None else format(v, spec)
 
 
 def _write(folder: Path, rows, meta) -> list[Path]:
@@ -152,11 +152,11 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
     dist = rows[0].distance_name or "dist"
     click.echo(f"{artifact.name}: {num} samples per run, batch {batch}, seed {seed}")
     click.echo(f"{'run':<18}{'steps':>6}{'NFE':>5}{'ms/sample':>11}{'p90':>9}{'samples/s':>11}"
-               f"{'ref RMS':>10}{dist:>9}")
+               f"{'ref RMS':>10}{dist:>10}")
     for r in rows:
         click.echo(f"{r.label:<18}{r.steps:>6}{r.nfe:>5}{r.ms_median:>11.3f}{r.ms_p90:>9.3f}"
-                   f"{r.samples_per_s:>11.1f}{_fmt(r.reference_rms, '>10.4f')}"
-                   f"{_fmt(r.distance, '>9.4f')}")
+                   f"{r.samples_per_s:>11.1f}{_fmt(r.reference_rms, '>10.4g')}"
+                   f" {_fmt(r.distance, '>9.4g')}")
     if score is not None:
         click.echo(f"{dist} floor (real data vs real data, same size): {score.floor:.4f}")
     meta = {"artifact": str(artifact), "artifact_name": artifact.stem, "num": num,

@@ -1,113 +1,107 @@
-"""``edgediff demo``: compare the reference solvers on the exact 2-D mixture and
-sample the bundled digits model.
+"""``edgediff demo``: the whole product on the shipped models, in a few minutes.
 
-Until export and the runtime land, the demo runs the torch reference samplers:
-every solver on the analytic Gaussian mixture, scored against exact samples
-(sliced Wasserstein distance, mode weights), then three solvers on the bundled
-digits model, scored by Fréchet distance to held-out digits, with PNG grids.
+Export the bundled digits model and the exact 2-D Gaussian mixture to ONNX
+(validated against torch), then, with the torch-free runtime, run a solver
+comparison on each — speed, reference-solution error and distance to the
+data — and write sample images, tables and plots.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
-import numpy as np
 
+from edgediff.cli._sampling import writable_folder
 from edgediff.errors import missing_extra
-from edgediff.metrics import sliced_wasserstein
-from edgediff.mixture import default_mixture_2d
-from edgediff.schedules import DiscreteSchedule, EDMSchedule, VPSchedule
-from edgediff.solvers import nfe
+
+# (label, solver, steps, options): ODE solvers at equal NFE, plus stochastic samplers
+MIXTURE_RUNS = [
+    *[(f"{s}-{n}", s, n, {}) for s in ("euler", "dpmpp_2m") for n in (5, 9, 19, 35)],
+    *[(f"heun-{n}", "heun", n, {}) for n in (3, 5, 10, 18)],
+    ("ddim-50-eta1", "ddim", 50, {"eta": 1.0}),
+    ("edm-64-churn", "edm", 64, {"S_churn": 40.0, "S_tmin": 0.05, "S_tmax": 50.0,
+                                 "S_noise": 1.003}),
+    ("em-500", "euler_maruyama", 500, {}),
+    ("ddpm-1000", "ddpm", 1000, {}),
+]
+DIGITS_RUNS = [
+    *[(f"{s}-{n}", s, n, {}) for s in ("euler", "dpmpp_2m") for n in (5, 9, 19, 35)],
+    *[(f"heun-{n}", "heun", n, {}) for n in (3, 5, 10, 18)],
+]
+
+
+def _table(rows, floor, name) -> None:
+    click.echo(f"{'run':<15}{'NFE':>5}{'ms/sample':>11}{'ref RMS':>10}{name:>10}")
+    for r in rows:
+        rms = "-" if r.reference_rms is None else f"{r.reference_rms:.4g}"
+        dist = "-" if r.distance is None else f"{r.distance:.4g}"
+        click.echo(f"{r.label:<15}{r.nfe:>5}{r.ms_median:>11.3f}{rms:>10} {dist:>9}")
+    click.echo(f"{name} floor (real vs real, same size): {floor:.4f}")
 
 
 @click.command("demo")
-@click.option("--num", type=click.IntRange(100, 1_000_000), default=20_000, show_default=True,
-              help="Samples per solver.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial noise.")
-@click.option("-o", "--out", type=click.Path(file_okay=False), default="out/demo",
-              show_default=True, help="Folder for the sample grids.")
-def command(num: int, seed: int, out: str) -> None:
-    """Sample the analytic 2-D mixture with every reference solver and compare.
+@click.option("--num", type=click.IntRange(16), default=256, show_default=True,
+              help="Digits samples per run (the mixture gets 8× as many).")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Seed: every run starts from the same x_T.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="ONNX Runtime CPU threads (default: its own choice).")
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("out/demo"), show_default=True, help="Output folder.")
+def command(num: int, seed: int, threads: int | None, out: Path) -> None:
+    """Export the shipped models, then compare solvers on them with the runtime.
+
+    \b
+    1. export the bundled digits model and the exact 2-D mixture to ONNX,
+       validated against torch with ONNX Runtime;
+    2. on each, run Euler, Heun and DPM-Solver++(2M) at equal NFE (and, on the
+       mixture, the stochastic samplers) with the torch-free runtime;
+    3. print speed, error against a high-accuracy solution and distance to the
+       data, and write sample images, bench.csv/json and plots under OUT.
 
     \b
     Example:
-      edgediff demo --num 20000 --seed 0 -o out/demo
+      edgediff demo --num 256 --seed 0 -o out/demo
     """
     try:
-        import torch
-
-        from edgediff.models.analytic import GaussianMixtureDenoiser
-        from edgediff.samplers import SAMPLERS
+        from edgediff.cli.export import resolve_source
+        from edgediff.export.onnx import export_onnx
     except ImportError:
         raise missing_extra("torch", "torch") from None
+    from edgediff import runtime
+    from edgediff.bench import run_bench
+    from edgediff.cli.bench import _write
+    from edgediff.cli.sample import write_outputs
+    from edgediff.quality import score_for
 
-    mixture = default_mixture_2d()
-    D = GaussianMixtureDenoiser(mixture)
-    edm_s, vp = EDMSchedule(), VPSchedule()
-    ddpm_s = DiscreteSchedule.from_betas()
-    runs = [  # (solver, steps, schedule of the prior, σ grid, options)
-        ("euler", 35, edm_s, edm_s.sigmas(35), {}),
-        ("heun", 18, edm_s, edm_s.sigmas(18), {}),
-        ("dpmpp_2m", 10, edm_s, edm_s.sigmas(10), {}),
-        ("ddim", 50, ddpm_s, ddpm_s.sigmas(50, "trailing"), {"eta": 0.0}),
-        ("edm", 64, edm_s, edm_s.sigmas(64), {"S_churn": 40, "S_tmin": 0.05, "S_tmax": 50}),
-        ("euler_maruyama", 500, vp, vp.sigmas(500), {"schedule": vp}),
-        ("ddpm", 1000, ddpm_s, ddpm_s.sigmas(1000, "trailing"), {}),
-    ]
-    exact, _ = mixture.sample(num, np.random.default_rng(seed + 1))
-    floor = sliced_wasserstein(exact, mixture.sample(num, np.random.default_rng(seed + 2))[0])
-    click.echo(f"exact 2-D mixture, {num} samples per solver; SW2 between two exact sample sets: "
-               f"{floor:.4f}")
-    click.echo(f"{'solver':<16}{'steps':>6}{'NFE':>6}{'ms total':>10}{'SW2':>9}  mode weights")
-    for name, steps, schedule, sigmas, opts in runs:
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(num, 2, generator=g, dtype=torch.float64)
-        x *= float(schedule.prior_std(sigmas[0]))
-        if name in ("ddpm", "ddim", "edm", "euler_maruyama"):
-            opts = {**opts, "generator": g}
+    t_start = time.perf_counter()
+    folder = writable_folder(out)
+    for name, source, runs, n in (("mixture", "mixture2d", MIXTURE_RUNS, 8 * num),
+                                  ("digits", "bundled", DIGITS_RUNS, num)):
+        sub = writable_folder(folder / name)
+        onnx_path = sub / f"{name}.onnx"
+        click.echo(f"\n== {name}: export {source} -> {onnx_path}")
+        model, digest = resolve_source(source)
         t0 = time.perf_counter()
-        samples = SAMPLERS[name](D, x, sigmas, **opts).numpy()
-        ms = (time.perf_counter() - t0) * 1e3
-        w = np.bincount(mixture.responsibilities(samples).argmax(1), minlength=3) / num
-        click.echo(f"{name:<16}{steps:>6}{nfe(name, steps):>6}{ms:>10.1f}"
-                   f"{sliced_wasserstein(samples, exact):>9.4f}  {np.array2string(w, precision=3)}")
-    click.echo(f"true mode weights: {np.array2string(mixture.weights, precision=3)}")
-    _digits(seed, out)
-
-
-def _digits(seed: int, out: str) -> None:
-    """Bundled digits model: three solvers at comparable NFE, FD to held-out digits."""
-    from pathlib import Path
-
-    import torch
-
-    from edgediff.features import DigitsFeatures
-    from edgediff.images import grid, to_uint8, write_png
-    from edgediff.metrics import frechet_distance
-    from edgediff.models.bundled import load_bundled
-    from edgediff.models.training import load_dataset
-    from edgediff.samplers import SAMPLERS, at_precision
-
-    model, feats = load_bundled(), DigitsFeatures()
-    test = load_dataset("digits", "test")
-    train = load_dataset("digits", "train")
-    f_test = feats(test)
-    floor = frechet_distance(feats(train[: len(test)]), f_test)
-    D, edm = at_precision(model.denoiser), EDMSchedule()
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    click.echo(f"\nbundled digits model, {len(test)} samples per solver; FD between "
-               f"{len(test)} train and held-out digits: {floor:.3f}")
-    click.echo(f"{'solver':<16}{'steps':>6}{'NFE':>6}{'ms total':>10}{'FD':>9}  grid")
-    for name, steps in (("heun", 18), ("euler", 35), ("dpmpp_2m", 10)):
-        sigmas = edm.sigmas(steps)
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randn(len(test), 1, 8, 8, generator=g, dtype=torch.float64) * sigmas[0]
-        t0 = time.perf_counter()
-        gen = SAMPLERS[name](D, x, sigmas).float().numpy()
-        ms = (time.perf_counter() - t0) * 1e3
-        png = folder / f"digits-{name}-{steps}.png"
-        write_png(png, grid(to_uint8(gen[:100]), columns=10, scale=4))
-        click.echo(f"{name:<16}{steps:>6}{nfe(name, steps):>6}{ms:>10.1f}"
-                   f"{frechet_distance(feats(gen), f_test):>9.3f}  {png}")
+        check = export_onnx(model, onnx_path, source_sha256=digest, force=True)
+        click.echo(f"   ONNX Runtime vs torch {check} ({time.perf_counter() - t0:.1f} s, "
+                   f"{onnx_path.stat().st_size / 2**20:.2f} MiB)")
+        D = runtime.load(onnx_path, threads=threads)
+        score = score_for(D.info, n, seed)
+        click.echo(f"== {name}: {len(runs)} runs x {n} samples with the NumPy + ONNX Runtime "
+                   f"sampler")
+        with click.progressbar(length=len(runs) + 1, label="   sampling", show_eta=False,
+                               file=click.get_text_stream("stderr")) as bar:
+            rows = run_bench(D, runs, num=n, batch=min(n, 256), seed=seed, score=score,
+                             progress=lambda _label: bar.update(1))
+        _table(rows, score.floor, score.name)
+        meta = {"artifact": str(onnx_path), "artifact_name": name, "num": n, "batch": min(n, 256),
+                "seed": seed, "reference_steps": 100, "distance_floor": score.floor}
+        written = _write(sub, rows, meta)
+        default = D.info.default_sampler
+        x = runtime.sample(D, n, seed=seed, batch=min(n, 256))
+        written += write_outputs(sub, x, D.info, {**default, "seed": seed, "num": n})
+        click.echo("   wrote " + ", ".join(str(p) for p in written))
+    click.echo(f"\ndemo done in {time.perf_counter() - t_start:.0f} s; outputs under {folder}")
