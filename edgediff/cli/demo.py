@@ -8,6 +8,7 @@ data — and write sample images, tables and plots.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def command(num: int, seed: int, threads: int | None, out: Path) -> None:
         click.echo(f"== {name}: {len(runs)} runs x {n} samples with the NumPy + ONNX Runtime "
                    f"sampler")
         with click.progressbar(length=len(runs) + 1, label="   sampling", show_eta=False,
-                               file=click.get_text_stream("stderr")) as bar:
+                               file=sys.stderr) as bar:
             rows = run_bench(D, runs, num=n, batch=min(n, 256), seed=seed, score=score,
                              progress=lambda _label: bar.update(1))
         _table(rows, score.floor, score.name)

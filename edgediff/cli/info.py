@@ -81,7 +81,7 @@ def _plan(path: Path, as_json: bool) -> None:
 
 
 @click.command("info")
-@click.argument("path", type=click.Path(exists=True, path_type=str))
+@click.argument("path", type=click.Path(path_type=str))
 @click.option("--allow-pickle", is_flag=True,
               help="Read a .pt/.pkl checkpoint with torch.load(weights_only=True). Pickles can "
                    "run code: use only for files you trust.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -104,7 +105,7 @@ def command(artifact, preset, solver, steps, num, batch, seed, provider, threads
 
     total = -(-num // batch) * settings.steps
     label = f"{settings.solver}, {settings.steps} steps"
-    with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr"),
+    with click.progressbar(length=total, label=label, file=sys.stderr,
                            show_pos=True) as bar:
         samples = sample(D, num, seed=seed, batch=batch, solver=settings.solver,
                          steps=settings.steps, options=settings.options,

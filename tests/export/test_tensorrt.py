@@ -1,6 +1,7 @@
 """TensorRT build planning, sidecars and compatibility checks run everywhere; the
 engine build itself is marked `trt` and skips without TensorRT + CUDA."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -12,9 +13,11 @@ from edgediff.errors import EdgediffError
 from edgediff.export.tensorrt import (
     BuildSettings,
     check_compatible,
+    check_plan_bytes,
     file_sha256,
     make_sidecar,
     plan_profile,
+    profile_batch_range,
     read_sidecar,
     sidecar_path,
     write_plan,
@@ -67,8 +70,16 @@ def test_plan_and_sidecar_written_together_and_read_back(tmp_path, mixture_onnx)
     side = make_sidecar(path, meta, BuildSettings(), "10.3.0", "GPU", "8.9")
     plan = tmp_path / "m.plan"
     write_plan(plan, b"engine bytes", side)
-    assert plan.read_bytes() == b"engine bytes" and read_sidecar(plan) == side
+    back = read_sidecar(plan)
+    assert plan.read_bytes() == b"engine bytes"
+    assert back == {**side, "plan_sha256": hashlib.sha256(b"engine bytes").hexdigest()}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.plan", "m.plan.json"]
+    check_plan_bytes(back, plan.read_bytes())
+    with pytest.raises(EdgediffError, match="altered or swapped"):
+        check_plan_bytes(back, b"engine bytes, patched")
+    with pytest.raises(EdgediffError, match="altered or swapped"):
+        check_plan_bytes(side, b"engine bytes")  # a sidecar without the hash: refused
+    assert profile_batch_range(back) == (1, 16)
 
 
 def test_compatibility(tmp_path, mixture_onnx):
