@@ -102,6 +102,8 @@ def command(path: str, allow_pickle: bool, as_json: bool) -> None:
       edgediff info digits.plan
     """
     p = Path(path)
+    if p.suffix in (".onnx", ".plan", ".engine") and not p.is_file():
+        raise EdgediffError(f"{p} does not exist")
     if p.suffix == ".onnx":
         return _onnx(p, as_json)
     if p.suffix in (".plan", ".engine"):
