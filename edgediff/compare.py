@@ -9,7 +9,7 @@ numpy.isclose's rule); NaN or Inf from the side under test never passes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,15 +27,21 @@ class Validation:
     cases: int
     atol: float
     rtol: float
+    end_to_end: dict | None = field(default=None)  # fp16 exports: final samples vs fp32
 
     @property
     def ok(self) -> bool:
-        return self.worst <= 1.0
+        e2e = self.end_to_end
+        return self.worst <= 1.0 and (e2e is None or e2e["max_abs"] <= e2e["limit"])
 
     def __str__(self) -> str:
         return (f"over {self.cases} batches: max abs {self.max_abs:.2e}, "
                 f"max rel {self.max_rel:.2e} (tolerance per element: {self.atol:g} + "
-                f"{self.rtol:g}·|ref|, worst at {self.worst:.2f} of it)")
+                f"{self.rtol:g}·|ref|, worst at {self.worst:.2f} of it)" + (
+                    "" if self.end_to_end is None else
+                    "; end to end, {num} samples of {solver} {steps} steps vs the float32 "
+                    "model: max abs {max_abs:.2e}, RMS {rms:.2e} (limit {limit:g})"
+                    .format(**self.end_to_end)))
 
 
 def validation_inputs(info: ArtifactInfo, batch: int, seed: int):

@@ -91,7 +91,7 @@ class Attention(nn.Module):
         B, C, H, W = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(B, 3, C, H * W).unbind(1)
         logits = torch.einsum("bci,bcj->bij", q.float(), k.float()) / math.sqrt(C)
-        w = torch.softmax(logits, dim=2).to(v.dtype)
+        w = torch.softmax(logits, dim=2).type_as(v)  # type_as exports as a Cast; .to(dtype) did not
         return x + self.proj(torch.einsum("bij,bcj->bci", w, v).reshape(B, C, H, W))
 
 

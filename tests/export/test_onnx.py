@@ -91,3 +91,52 @@ def test_metadata_is_required_and_versioned():
     props = {k: v for k, v in info.to_props().items() if k != "edgediff.schedule"}
     with pytest.raises(EdgediffError, match=r"edgediff\.schedule"):
         ArtifactInfo.from_props(props)
+
+
+def _unet_model():
+    from edgediff.models.checkpoint import LoadedModel, build_denoiser, make_config
+    from edgediff.schedules import EDMSchedule
+
+    torch = pytest.importorskip("torch")
+    config = make_config("unet", {"img_resolution": 8, "in_channels": 1, "out_channels": 1,
+                                  "model_channels": 16, "channel_mult": [1, 2],
+                                  "num_blocks": 1, "attn_resolutions": [4]},
+                         "edm", EDMSchedule(), (1, 8, 8))
+    torch.manual_seed(0)
+    denoiser, schedule = build_denoiser(config)
+    for p in denoiser.parameters():  # zero-initialised output layers would hide fp16 error
+        p.data.add_(0.05 * torch.randn_like(p))
+    return LoadedModel(denoiser, config, schedule)
+
+
+def test_fp16_export_is_a_mixed_graph_validated_end_to_end(tmp_path):
+    from onnx import TensorProto
+
+    model = _unet_model()
+    out16, out32 = tmp_path / "m16.onnx", tmp_path / "m32.onnx"
+    result = export_onnx(model, out16, source_sha256="0" * 64, fp16=True)
+    export_onnx(model, out32, source_sha256="0" * 64)
+    assert result.ok and result.atol == result.rtol == 1e-2
+    e2e = result.end_to_end
+    assert e2e["solver"] == "heun" and e2e["steps"] == 18 and 0 < e2e["max_abs"] <= e2e["limit"]
+    proto = onnx.load(out16)
+    kinds = {init.data_type for init in proto.graph.initializer}
+    assert TensorProto.FLOAT16 in kinds  # the network's weights
+    assert all(t.type.tensor_type.elem_type == TensorProto.FLOAT
+               for t in [*proto.graph.input, *proto.graph.output])
+    assert ArtifactInfo.from_props({p.key: p.value for p in proto.metadata_props}).precision \
+        == "fp16"
+    # really half precision: differs from the fp32 graph, but within the stated tolerance
+    x = np.random.default_rng(0).standard_normal((4, 1, 8, 8)).astype(np.float32)
+    s = np.array([0.002, 0.5, 5.0, 80.0], np.float32)
+    y16, y32 = (ort.InferenceSession(str(p)).run(None, {"x": x, "sigma": s})[0]
+                for p in (out16, out32))
+    assert 0 < np.abs(y16 - y32).max() <= 1e-2 + 1e-2 * np.abs(y32).max()
+    assert model.denoiser.model.conv_in.weight.dtype.is_floating_point  # the caller's model
+    assert next(model.denoiser.parameters()).dtype == __import__("torch").float32  # untouched
+
+
+def test_fp16_export_of_the_analytic_mixture_is_refused(tmp_path):
+    with pytest.raises(EdgediffError, match="no network weights to run in fp16"):
+        export_onnx(mixture_model(), tmp_path / "m.onnx", source_sha256="0" * 64, fp16=True)
+    assert list(tmp_path.iterdir()) == []
