@@ -63,7 +63,8 @@ class ArtifactInfo:
         if not mine:
             raise EdgediffError(f"{where} carries no edgediff metadata; export it with "
                                 f"'edgediff export', which records the schedule and "
-                                f"preconditioning the runtime needs")
+                                f"preconditioning the runtime needs, or describe it with "
+                                f"--metadata FILE.json (keys in docs/artifact.md)")
         missing = [k for k in KEYS if k not in mine]
         if missing:
             names = ", ".join(PREFIX + k for k in missing)
@@ -87,3 +88,29 @@ class ArtifactInfo:
             )
         except (ValueError, TypeError, KeyError) as e:
             raise EdgediffError(f"{where} has malformed edgediff metadata: {e}") from None
+
+
+OVERRIDE_DEFAULTS = {"format_version": FORMAT_VERSION, "source_sha256": "unknown",
+                     "default_sampler": {"solver": "heun", "steps": 18}, "precision": "fp32"}
+
+
+def props_with_overrides(props: dict[str, str], overrides: dict[str, Any] | None
+                         ) -> dict[str, str]:
+    """A graph's metadata with the user's overrides on top (keys with or without the
+    ``edgediff.`` prefix; JSON values). For ONNX files that follow the contract's
+    inputs and outputs but were not written by ``edgediff export``."""
+    if not overrides:
+        return dict(props)
+    if not isinstance(overrides, dict):
+        raise EdgediffError("metadata overrides must be a JSON object of key: value")
+    given = {k.removeprefix(PREFIX): v for k, v in overrides.items()}
+    unknown = sorted(set(given) - set(KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        raise EdgediffError(f"unknown metadata keys {', '.join(unknown)}; the keys are "
+                            f"{', '.join(KEYS + OPTIONAL_KEYS)}")
+    has_any = any(k.startswith(PREFIX) for k in props)
+    merged = {k: v for k, v in OVERRIDE_DEFAULTS.items() if not has_any} | given
+    out = dict(props)
+    for key, value in merged.items():
+        out[PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
+    return out

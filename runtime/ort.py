@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgediff.artifact import ArtifactInfo
+from edgediff.artifact import ArtifactInfo, props_with_overrides
 from edgediff.errors import EdgediffError, missing_extra
 from edgediff.runtime._call import check_inputs
 
@@ -78,7 +78,7 @@ class OrtDenoiser:
     """D(x, σ) from an exported ONNX file, run by ONNX Runtime."""
 
     def __init__(self, path: str | Path, *, provider: str = "cpu", threads: int | None = None,
-                 device_id: int = 0):
+                 device_id: int = 0, metadata: dict | None = None):
         ort = _import_ort()
         self.path = Path(path)
         if provider not in PROVIDERS:
@@ -104,8 +104,8 @@ class OrtDenoiser:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise EdgediffError(f"{self.path} is not an ONNX model ONNX Runtime can load: "
                                 f"{first}") from None
-        self.info = ArtifactInfo.from_props(self.session.get_modelmeta().custom_metadata_map,
-                                            where=str(self.path))
+        props = props_with_overrides(self.session.get_modelmeta().custom_metadata_map, metadata)
+        self.info = ArtifactInfo.from_props(props, where=str(self.path))
         self._check_signature()
         self._ort, self._device_id = ort, device_id
         self._device = "cpu" if provider == "cpu" else "cuda"

@@ -162,9 +162,10 @@ def sample(denoiser: Denoiser, num: int, *, seed: int = 0, first: int = 0, batch
 
 
 def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None,
-         cuda_graph: bool = False) -> Denoiser:
+         cuda_graph: bool = False, metadata: dict | None = None) -> Denoiser:
     """Open an artifact: ``.onnx`` with ONNX Runtime (``provider`` cpu, cuda or
-    tensorrt), ``.plan`` with TensorRT (it must carry its sidecar)."""
+    tensorrt), ``.plan`` with TensorRT (it must carry its sidecar). ``metadata``
+    overrides or supplies the ONNX file's edgediff metadata (docs/artifact.md)."""
     path = Path(path)
     if not path.exists():
         raise EdgediffError(f"no such file: {path}")
@@ -173,8 +174,11 @@ def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None,
     if path.suffix == ".onnx":
         from edgediff.runtime.ort import OrtDenoiser
 
-        return OrtDenoiser(path, provider=provider, threads=threads)
+        return OrtDenoiser(path, provider=provider, threads=threads, metadata=metadata)
     if path.suffix in (".plan", ".engine"):
+        if metadata:
+            raise EdgediffError("a plan's metadata is its sidecar's; --metadata is for ONNX "
+                                "files")
         from edgediff.runtime.tensorrt import TrtDenoiser
 
         return TrtDenoiser(path, cuda_graph=cuda_graph)

@@ -55,6 +55,11 @@ def backend_options(f):
                      help="CPU threads for ONNX Runtime (default: its own choice)."),
         click.option("--cuda-graph", is_flag=True,
                      help="TensorRT plans: capture each batch size's launch in a CUDA graph."),
+        click.option("--metadata", "metadata_file", default=None,
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="JSON object of edgediff metadata (docs/artifact.md) that supplies "
+                          "or overrides the ONNX file's own: for graphs with inputs x, sigma "
+                          "and output denoised that edgediff did not export."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -81,12 +86,20 @@ def resolve(preset: str | None, solver: str | None, steps: int | None,
     return solver, steps, options
 
 
-def load_artifact(path: Path, provider: str, threads: int | None, cuda_graph: bool):
-    try:
-        from edgediff import runtime
-    except ImportError as e:  # pragma: no cover - the runtime needs only numpy
-        raise EdgediffError(str(e)) from None
-    return runtime.load(path, provider=provider, threads=threads, cuda_graph=cuda_graph)
+def load_artifact(path: Path, provider: str, threads: int | None, cuda_graph: bool,
+                  metadata_file: Path | None = None):
+    import json
+
+    from edgediff import runtime
+
+    metadata = None
+    if metadata_file is not None:
+        try:
+            metadata = json.loads(metadata_file.read_text())
+        except (OSError, ValueError) as e:
+            raise EdgediffError(f"cannot read --metadata {metadata_file}: {e}") from None
+    return runtime.load(path, provider=provider, threads=threads, cuda_graph=cuda_graph,
+                        metadata=metadata)
 
 
 def pass_knobs(f):

@@ -118,7 +118,7 @@ def _write(folder: Path, rows, meta) -> list[Path]:
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("out/bench"), show_default=True, help="Output folder.")
 def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, reference_steps, fid,
-            provider, threads, cuda_graph, out):
+            provider, threads, cuda_graph, metadata_file, out):
     """Run solvers on ARTIFACT side by side and print speed and quality.
 
     Every run draws samples 0…num−1 of one seed, so all start from the same x_T.
@@ -140,7 +140,7 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
 
     runs, suite_num = plan_runs(suite, solvers, steps, nfe_list)
     num = num or suite_num or 256
-    D = load_artifact(artifact, provider, threads, cuda_graph)
+    D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file)
     folder = writable_folder(out)
     score = score_for(D.info, num, seed)
     if fid:

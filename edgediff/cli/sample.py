@@ -81,7 +81,7 @@ def write_outputs(folder: Path, samples: np.ndarray, info, meta: dict) -> list[P
               callback=_list_presets, help="List the sampler presets and exit.")
 @pass_knobs
 def command(artifact, preset, solver, steps, num, batch, seed, provider, threads, cuda_graph,
-            out, knobs):
+            metadata_file, out, knobs):
     """Sample ARTIFACT (an exported .onnx file or a TensorRT .plan) with the
     torch-free runtime; write samples.npz and a PNG (image grid or 2-D scatter).
 
@@ -98,7 +98,7 @@ def command(artifact, preset, solver, steps, num, batch, seed, provider, threads
     from edgediff.runtime.sampling import SamplerSettings
 
     solver, steps, options = resolve(preset, solver, steps, **knobs)
-    D = load_artifact(artifact, provider, threads, cuda_graph)
+    D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file)
     settings = SamplerSettings.resolve(D.info, solver, steps, options)
     folder = writable_folder(out)
     from edgediff.runtime import sample

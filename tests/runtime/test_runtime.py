@@ -149,3 +149,37 @@ def test_unavailable_provider_names_the_gpu_extra(exported):
     _, path = exported["digits"]
     with pytest.raises(EdgediffError, match=r'pip install "edgediff\[gpu\]"'):
         runtime.load(path, provider="cuda")
+
+
+def test_metadata_overrides_describe_a_foreign_onnx_file(tmp_path):
+    """A graph with the contract's inputs and outputs but no edgediff metadata
+    samples once the user supplies it; overrides are checked."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    # D(x, σ) = x / (1 + σ²): the exact denoiser of data N(0, I)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 2])
+    s = helper.make_tensor_value_info("sigma", TensorProto.FLOAT, ["b"])
+    y = helper.make_tensor_value_info("denoised", TensorProto.FLOAT, ["b", 2])
+    nodes = [helper.make_node("Mul", ["sigma", "sigma"], ["s2"]),
+             helper.make_node("Add", ["s2", "one"], ["v"]),
+             helper.make_node("Unsqueeze", ["v", "axis"], ["v2"]),
+             helper.make_node("Div", ["x", "v2"], ["denoised"])]
+    inits = [helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+             helper.make_tensor("axis", TensorProto.INT64, [1], [1])]
+    graph = helper.make_graph(nodes, "g", [x, s], [y], inits)
+    path = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    meta = {"parameterization": "edm", "schedule": {"name": "edm", "sigma_min": 0.002,
+                                                     "sigma_max": 80.0, "rho": 7.0},
+            "sigma_min": 0.002, "sigma_max": 80.0, "sigma_data": 1.0, "sample_shape": [2],
+            "data_range": [-3, 3]}
+    D = runtime.load(path, metadata=meta)
+    assert D.info.sample_shape == (2,) and D.info.default_sampler["solver"] == "heun"
+    samples = runtime.sample(D, 500, seed=0)
+    # the data are N(0, I): the PF-ODE maps N(0, (1+σ_max²)I) onto them
+    assert abs(samples.std() - 1.0) < 0.1
+    with pytest.raises(EdgediffError, match="unknown metadata keys colour"):
+        runtime.load(path, metadata={**meta, "colour": "blue"})
+    with pytest.raises(EdgediffError, match=r"lacks the metadata edgediff\.sample_shape"):
+        runtime.load(path, metadata={k: v for k, v in meta.items() if k != "sample_shape"})

@@ -1,0 +1,78 @@
+"""Runtime vs torch reference at the presets' step counts, on both shipped models.
+
+The parity tests use short runs; this prints the figures at full length: for
+each solver, the NumPy + ONNX Runtime sampler and the torch reference sampler
+(float32 module) from the same x_T with the same per-step noise, max abs
+difference of the final samples.
+
+    python benchmarks/parity.py [--num 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgediff import runtime
+from edgediff.export.onnx import export_onnx
+from edgediff.models.analytic import mixture_model
+from edgediff.models.bundled import load_bundled
+from edgediff.runtime.noise import NoiseStreams
+from edgediff.runtime.sampling import IN_SCHEDULE_TIME, STOCHASTIC, SamplerSettings
+from edgediff.samplers import SAMPLERS, at_precision
+
+RUNS = [  # solver, steps, options
+    ("ddpm", 1000, {"variance": "small"}),
+    ("euler_maruyama", 1000, {}),
+    ("euler", 35, {}),
+    ("heun", 18, {}),
+    ("edm", 64, {"S_churn": 40.0, "S_tmin": 0.05, "S_tmax": 50.0, "S_noise": 1.003}),
+    ("ddim", 50, {"eta": 1.0}),
+    ("dpmpp_2m", 10, {}),
+]
+
+
+def reference(model, info, settings, sigmas, seed, num):
+    streams = NoiseStreams(seed, range(num), info.sample_shape)
+    x = torch.from_numpy(streams.initial() * float(info.schedule.prior_std(sigmas[0])))
+    kwargs = dict(settings.options)
+    if settings.solver in IN_SCHEDULE_TIME:
+        kwargs["schedule"] = info.schedule
+    if settings.solver in STOCHASTIC:
+        kwargs["noise"] = lambda i: torch.from_numpy(streams(i).copy())
+    return SAMPLERS[settings.solver](at_precision(model.denoiser.float().eval()), x, sigmas,
+                                     **kwargs).numpy()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--num", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    print(f"{'solver':<16}{'steps':>6}{'mixture':>11}{'digits':>11}   max abs diff, {args.num} "
+          f"samples, runtime vs torch reference")
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {}
+        for name, model in (("mixture", mixture_model()), ("digits", load_bundled())):
+            path = Path(tmp) / f"{name}.onnx"
+            export_onnx(model, path, source_sha256="parity", validate=False)
+            models[name] = (model, runtime.load(path, threads=2))
+        for solver, steps, options in RUNS:
+            errs = []
+            for model, D in models.values():
+                settings = SamplerSettings(solver, steps, options)
+                sigmas = runtime.sigma_grid(D.info, steps).tolist()
+                streams = NoiseStreams(args.seed, range(args.num), D.info.sample_shape)
+                got = runtime.sample_batch(D, settings, sigmas, streams)
+                ref = reference(model, D.info, settings, sigmas, args.seed, args.num)
+                errs.append(float(np.abs(got - ref).max()))
+            print(f"{solver:<16}{steps:>6}{errs[0]:>11.2e}{errs[1]:>11.2e}")
+
+
+if __name__ == "__main__":
+    main()
