@@ -22,8 +22,8 @@ from edgediff.export.onnx import export_onnx
 from edgediff.models.analytic import mixture_model
 from edgediff.models.bundled import load_bundled
 from edgediff.runtime.noise import NoiseStreams
-from edgediff.runtime.sampling import IN_SCHEDULE_TIME, STOCHASTIC, SamplerSettings
-from edgediff.samplers import SAMPLERS, at_precision
+from edgediff.runtime.sampling import SamplerSettings
+from edgediff.samplers.reference import reference_run
 
 RUNS = [  # solver, steps, options
     ("ddpm", 1000, {"variance": "small"}),
@@ -34,18 +34,6 @@ RUNS = [  # solver, steps, options
     ("ddim", 50, {"eta": 1.0}),
     ("dpmpp_2m", 10, {}),
 ]
-
-
-def reference(model, info, settings, sigmas, seed, num):
-    streams = NoiseStreams(seed, range(num), info.sample_shape)
-    x = torch.from_numpy(streams.initial() * float(info.schedule.prior_std(sigmas[0])))
-    kwargs = dict(settings.options)
-    if settings.solver in IN_SCHEDULE_TIME:
-        kwargs["schedule"] = info.schedule
-    if settings.solver in STOCHASTIC:
-        kwargs["noise"] = lambda i: torch.from_numpy(streams(i).copy())
-    return SAMPLERS[settings.solver](at_precision(model.denoiser.float().eval()), x, sigmas,
-                                     **kwargs).numpy()
 
 
 def main() -> None:
@@ -69,7 +57,8 @@ def main() -> None:
                 sigmas = runtime.sigma_grid(D.info, steps).tolist()
                 streams = NoiseStreams(args.seed, range(args.num), D.info.sample_shape)
                 got = runtime.sample_batch(D, settings, sigmas, streams)
-                ref = reference(model, D.info, settings, sigmas, args.seed, args.num)
+                ref = reference_run(model.denoiser, D.info, settings, sigmas, args.seed,
+                                    range(args.num))
                 errs.append(float(np.abs(got - ref).max()))
             print(f"{solver:<16}{steps:>6}{errs[0]:>11.2e}{errs[1]:>11.2e}")
 

@@ -152,21 +152,16 @@ def sampling_check(path, reference: nn.Module, info: ArtifactInfo, num: int = 16
     """Final samples of the artifact's default sampler, run by the NumPy runtime on
     ``path``, against the torch reference sampler on the float32 module; same x_T."""
     from edgediff import runtime
-    from edgediff.runtime.noise import NoiseStreams
-    from edgediff.runtime.sampling import IN_SCHEDULE_TIME, SamplerSettings
-    from edgediff.samplers import SAMPLERS, at_precision
+    from edgediff.runtime.ort import OrtDenoiser
+    from edgediff.runtime.sampling import SamplerSettings
+    from edgediff.samplers.reference import reference_run
 
     settings = SamplerSettings.resolve(info, "heun")
-    sigmas = runtime.sigma_grid(info, settings.steps).tolist()
-    from edgediff.runtime.ort import OrtDenoiser
-
+    grid = {k: v for k, v in settings.options.items() if k in ("spacing", "rho")}
+    sigmas = runtime.sigma_grid(info, settings.steps, **grid).tolist()
     got = runtime.sample(OrtDenoiser(path), num, seed=seed, batch=num, solver="heun",
-                         steps=settings.steps)
-    x = NoiseStreams(seed, range(num), info.sample_shape).initial()
-    x *= float(info.schedule.prior_std(sigmas[0]))
-    kwargs = {"schedule": info.schedule} if "heun" in IN_SCHEDULE_TIME else {}
-    ref = SAMPLERS["heun"](at_precision(reference), torch.from_numpy(x), sigmas,
-                           **kwargs).numpy()
+                         steps=settings.steps, options=settings.options)
+    ref = reference_run(reference, info, settings, sigmas, seed, range(num))
     half_range = (info.data_range[1] - info.data_range[0]) / 2
     max_abs = float(np.abs(got - ref).max()) if np.all(np.isfinite(got)) else float("inf")
     return {"solver": "heun", "steps": settings.steps, "num": num, "max_abs": max_abs,

@@ -8,12 +8,11 @@ samples must agree to max abs diff ≤ 1e-4.
 
 import numpy as np
 import pytest
-import torch
 
 from edgediff import runtime
 from edgediff.runtime.noise import NoiseStreams
-from edgediff.runtime.sampling import IN_SCHEDULE_TIME, STOCHASTIC, SamplerSettings
-from edgediff.samplers import SAMPLERS, at_precision
+from edgediff.runtime.sampling import SamplerSettings
+from edgediff.samplers.reference import reference_run
 
 # solver -> (steps, options): enough steps to exercise each loop, few enough to stay quick
 CASES = {
@@ -29,15 +28,7 @@ SEED, BATCH = 7, 6
 
 
 def torch_reference(model, info, settings, sigmas, seed, indices):
-    streams = NoiseStreams(seed, indices, info.sample_shape)
-    x = torch.from_numpy(streams.initial() * float(info.schedule.prior_std(sigmas[0])))
-    kwargs = dict(settings.options)
-    if settings.solver in IN_SCHEDULE_TIME:
-        kwargs["schedule"] = info.schedule
-    if settings.solver in STOCHASTIC:
-        kwargs["noise"] = lambda i: torch.from_numpy(streams(i).copy())
-    D = at_precision(model.denoiser.float().eval())
-    return SAMPLERS[settings.solver](D, x, sigmas, **kwargs).numpy()
+    return reference_run(model.denoiser, info, settings, sigmas, seed, indices)
 
 
 @pytest.mark.parametrize("name", ["mixture", "digits"])
