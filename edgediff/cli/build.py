@@ -9,10 +9,11 @@ import click
 from edgediff.errors import EdgediffError
 
 
-def read_onnx_metadata(path: Path) -> dict[str, str]:
-    """The file's metadata_props, read with whichever of onnxruntime / onnx is installed;
-    a clear error when the file is not ONNX or not an edgediff export."""
-    from edgediff.artifact import ArtifactInfo
+def read_onnx_metadata(path: Path, overrides: dict | None = None) -> dict[str, str]:
+    """The file's metadata_props, read with whichever of onnxruntime / onnx is installed,
+    with ``overrides`` on top; a clear error when the file is not ONNX or the result is
+    not complete edgediff metadata."""
+    from edgediff.artifact import ArtifactInfo, props_with_overrides
 
     props = None
     try:
@@ -33,6 +34,7 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
             props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
         except Exception:
             raise EdgediffError(f"{path} is not an ONNX model") from None
+    props = props_with_overrides(props, overrides)
     ArtifactInfo.from_props(props, where=str(path))  # raises unless it is an edgediff export
     return props
 
@@ -50,9 +52,13 @@ def read_onnx_metadata(path: Path) -> dict[str, str]:
               help="Builder workspace limit; keep it small on Jetson boards.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), default=None,
               help="Timing cache file to read and update (speeds up rebuilds).")
+@click.option("--metadata", "metadata_file", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON edgediff metadata (docs/artifact.md) for an ONNX file edgediff did "
+                   "not export; it goes into the sidecar.")
 @click.option("--force", is_flag=True, help="Overwrite OUT if it exists.")
 def command(onnx_file, out, fp16, tf32, min_batch, opt_batch, max_batch, workspace_mib,
-            timing_cache, force):
+            timing_cache, metadata_file, force):
     """Build a TensorRT engine from ONNX_FILE (an 'edgediff export' output).
 
     Needs TensorRT and CUDA (pip install "edgediff[trt]") on the machine that will
@@ -71,7 +77,15 @@ def command(onnx_file, out, fp16, tf32, min_batch, opt_batch, max_batch, workspa
         raise EdgediffError(f"cannot write {out}: its folder does not exist")
     settings = BuildSettings(min_batch, opt_batch, max_batch, fp16, tf32, workspace_mib,
                              timing_cache)
-    metadata = read_onnx_metadata(onnx_file)
+    overrides = None
+    if metadata_file is not None:
+        import json
+
+        try:
+            overrides = json.loads(metadata_file.read_text())
+        except (OSError, ValueError) as e:
+            raise EdgediffError(f"cannot read --metadata {metadata_file}: {e}") from None
+    metadata = read_onnx_metadata(onnx_file, overrides)
     engine, sidecar = build_engine(onnx_file, metadata, settings)
     write_plan(out, engine, sidecar)
     click.echo(f"wrote {out} ({len(engine) / 2**20:.2f} MiB) and {out}.json: TensorRT "
