@@ -158,7 +158,7 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
                    f"{r.samples_per_s:>11.1f}{_fmt(r.reference_rms, '>10.4g')}"
                    f" {_fmt(r.distance, '>9.4g')}")
     if score is not None:
-        click.echo(f"{dist} floor (real data vs real data, same size): {score.floor:.4f}")
+        click.echo(f"{dist} floor ({score.floor_note}): {score.floor:.4f}")
     meta = {"artifact": str(artifact), "artifact_name": artifact.stem, "num": num,
             "batch": batch, "seed": seed, "reference_steps": reference_steps,
             "distance_floor": score.floor if score else None}

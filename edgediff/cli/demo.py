@@ -33,13 +33,13 @@ DIGITS_RUNS = [
 ]
 
 
-def _table(rows, floor, name) -> None:
+def _table(rows, floor, name, note) -> None:
     click.echo(f"{'run':<15}{'NFE':>5}{'ms/sample':>11}{'ref RMS':>10}{name:>10}")
     for r in rows:
         rms = "-" if r.reference_rms is None else f"{r.reference_rms:.4g}"
         dist = "-" if r.distance is None else f"{r.distance:.4g}"
         click.echo(f"{r.label:<15}{r.nfe:>5}{r.ms_median:>11.3f}{rms:>10} {dist:>9}")
-    click.echo(f"{name} floor (real vs real, same size): {floor:.4f}")
+    click.echo(f"{name} floor ({note}): {floor:.4f}")
 
 
 @click.command("demo")
@@ -97,7 +97,7 @@ def command(num: int, seed: int, threads: int | None, out: Path) -> None:
                                file=sys.stderr) as bar:
             rows = run_bench(D, runs, num=n, batch=min(n, 256), seed=seed, score=score,
                              progress=lambda _label: bar.update(1))
-        _table(rows, score.floor, score.name)
+        _table(rows, score.floor, score.name, score.floor_note)
         meta = {"artifact": str(onnx_path), "artifact_name": name, "num": n, "batch": min(n, 256),
                 "seed": seed, "reference_steps": 100, "distance_floor": score.floor}
         written = _write(sub, rows, meta)
