@@ -100,6 +100,26 @@ def test_info_on_a_plan_shows_the_sidecar_and_whether_it_runs_here(artifacts, tm
     assert "runs here          no:" in r.output  # no TensorRT / no such GPU on a CI machine
 
 
+def test_sampling_a_plan_without_tensorrt_names_the_extra(artifacts, tmp_path):
+    pytest.importorskip("onnxruntime")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    import onnxruntime as ort
+
+    from edgediff.export.tensorrt import BuildSettings, make_sidecar, write_plan
+
+    meta = ort.InferenceSession(str(artifacts["mixture"])).get_modelmeta().custom_metadata_map
+    plan = tmp_path / "m.plan"
+    write_plan(plan, b"engine", make_sidecar(artifacts["mixture"], meta, BuildSettings(),
+                                             "10.3.0", "GPU", "8.9"))
+    r = run("sample", plan, "-o", tmp_path / "out")
+    assert r.exit_code == 1 and 'pip install "edgediff[trt]"' in r.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_check_compares_onnx_with_its_torch_source(artifacts):
     r = run("check", artifacts["digits"])  # found by hash: the bundled model
     assert r.exit_code == 0, r.output
