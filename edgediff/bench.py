@@ -31,6 +31,7 @@ class Row:
     reference_rms: float | None  # deterministic solvers only
     distance: float | None       # the artifact's distribution score
     distance_name: str | None
+    fid: float | None = None     # only with --fid and a usable torch-fidelity
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

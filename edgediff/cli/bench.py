@@ -143,9 +143,6 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
     D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file)
     folder = writable_folder(out)
     score = score_for(D.info, num, seed)
-    if fid:
-        click.echo(fid_unavailable_reason() or "FID: torch-fidelity found, but edgediff "
-                   "computes FID only for RGB image models; skipped for this artifact")
     rows = run_bench(D, runs, num=num, batch=batch, seed=seed, score=score,
                      reference_steps=reference_steps,
                      progress=lambda label: click.echo(f"  running {label}", err=True))
@@ -162,14 +159,18 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
     meta = {"artifact": str(artifact), "artifact_name": artifact.stem, "num": num,
             "batch": batch, "seed": seed, "reference_steps": reference_steps,
             "distance_floor": score.floor if score else None}
+    if fid:
+        from edgediff.fid import fid as compute_fid
+        from edgediff.runtime import sample
+
+        for r, (label, solver, steps, options) in zip(rows, runs, strict=True):
+            x = sample(D, num, seed=seed, batch=batch, solver=solver, steps=steps,
+                       options=options)
+            value, how = compute_fid(x, D.info)
+            click.echo(f"{label}: {how}" + ("" if value is None else f": {value:.3f}"))
+            if value is None:
+                break  # the reason is the same for every run
+            r.fid = value
     for path in _write(folder, rows, meta):
         click.echo(f"wrote {path}")
 
-
-def fid_unavailable_reason() -> str | None:
-    try:
-        import torch_fidelity  # noqa: F401
-    except ImportError:
-        return ("FID skipped: torch-fidelity is not installed (pip install torch-fidelity, "
-                "with its Inception weights cached locally)")
-    return None

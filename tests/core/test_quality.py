@@ -57,3 +57,19 @@ def test_every_preset_is_a_valid_sampler_and_every_suite_resolves():
     assert configs.preset("edm-heun-18") == ("heun", 18, {})
     with pytest.raises(EdgediffError, match="unknown preset 'x'; choose one of edm-heun-18"):
         configs.preset("x")
+
+
+def test_fid_skips_with_a_reason_instead_of_failing(monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    from edgediff.fid import fid
+
+    points = SimpleNamespace(reference={"kind": "gaussian_mixture"}, sample_shape=(2,))
+    assert fid(np.zeros((4, 2)), points) == (None, "FID skipped: it needs an image model "
+                                                   "trained on a dataset edgediff knows")
+    digits = SimpleNamespace(reference={"kind": "dataset", "name": "digits"},
+                             sample_shape=(1, 8, 8), data_range=(-1.0, 1.0))
+    monkeypatch.setitem(sys.modules, "torch_fidelity", None)  # import fails
+    value, why = fid(np.zeros((4, 1, 8, 8)), digits)
+    assert value is None and why.startswith("FID skipped: torch-fidelity is not usable here")
