@@ -71,7 +71,8 @@ def test_bench_suite_by_name_and_fid_skips_with_a_message(artifacts, tmp_path):
     r = run("bench", artifacts["digits"], "--suite", "quick", "--num", 8, "--batch", 8,
             "--reference-steps", 10, "--fid", "-o", tmp_path)
     assert r.exit_code == 0, r.output
-    assert "FID skipped: torch-fidelity is not usable here" in r.output or "FID (torch-fidelity" in r.output
+    assert ("FID skipped: torch-fidelity is not usable here" in r.output
+            or "FID (torch-fidelity" in r.output)
     assert "FD floor" in r.output and "dpmpp_2m-19" in r.output
 
 
