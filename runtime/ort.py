@@ -42,10 +42,11 @@ class _Binding:
     """Inputs and output of one batch size, allocated once."""
 
     def __init__(self, ort, session, batch: int, sample_shape: tuple[int, ...], device: str,
-                 device_id: int):
+                 device_id: int, host_arrays: bool | None = None):
         shape = (batch, *sample_shape)
         self.io = session.io_binding()
-        self.on_host = device == "cpu"
+        # NumPy arrays ONNX Runtime reads and writes in place (CPU), or OrtValues on the device
+        self.on_host = device == "cpu" if host_arrays is None else host_arrays
         if self.on_host:
             self.x = np.empty(shape, np.float32)
             self.sigma = np.empty((batch,), np.float32)

@@ -183,3 +183,23 @@ def test_metadata_overrides_describe_a_foreign_onnx_file(tmp_path):
         runtime.load(path, metadata={**meta, "colour": "blue"})
     with pytest.raises(EdgediffError, match=r"lacks the metadata edgediff\.sample_shape"):
         runtime.load(path, metadata={k: v for k, v in meta.items() if k != "sample_shape"})
+
+
+def test_the_device_binding_path_computes_the_same_on_cpu_ortvalues(exported):
+    """The GPU providers' binding (preallocated OrtValues, update_inplace, bound
+    output) run with device 'cpu', so its logic is exercised without a GPU."""
+    import onnxruntime as ort
+
+    from edgediff.runtime.ort import _Binding
+
+    _, path = exported["digits"]
+    D = runtime.load(path)
+    binding = _Binding(ort, D.session, 3, D.info.sample_shape, "cpu", 0, host_arrays=False)
+    assert not binding.on_host
+    rng = np.random.default_rng(0)
+    for _ in range(2):  # buffers are reused across calls
+        x = rng.standard_normal((3, 1, 8, 8)).astype(np.float32)
+        s = np.array([0.01, 1.0, 50.0], np.float32)
+        got = binding.run(D.session, x, s)
+        (ref,) = D.session.run(None, {"x": x, "sigma": s})
+        assert np.array_equal(got, ref)
