@@ -1,9 +1,12 @@
 """Comparing two implementations of D(x, σ) the same way everywhere: export
 validation (ONNX Runtime vs torch) and ``edgediff check`` (TensorRT vs ONNX
-Runtime). NumPy only: each side is any ``f(x float32, σ float32) -> array``.
+Runtime). Each side is any ``f(x float32, σ float32) -> array``.
 
-An element passes when |got − ref| ≤ atol + rtol·|ref| (polygraphy's and
-numpy.isclose's rule); NaN or Inf from the side under test never passes.
+The verdict is polygraphy's comparator (``SimpleCompareFunc``, elementwise): an
+element fails only when it exceeds both tolerances, |got − ref| > atol and
+|got − ref| > rtol·|ref|. NaN or Inf from the side under test never passes.
+Alongside, edgediff reports max abs / max rel error and the worst element as a
+fraction of its tolerance max(atol, rtol·|ref|) — the same rule, as a number.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgediff.artifact import ArtifactInfo
+from edgediff.errors import missing_extra
 
 VALIDATION_BATCHES = (1, 3, 16)
 Fn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -23,21 +27,23 @@ Fn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 class Validation:
     max_abs: float
     max_rel: float
-    worst: float        # max over elements of |err| / (atol + rtol·|ref|); ≤ 1 passes
+    worst: float        # max over elements of |err| / max(atol, rtol·|ref|)
     cases: int
     atol: float
     rtol: float
+    passed: bool = True  # polygraphy's verdict over every case
     end_to_end: dict | None = field(default=None)  # fp16 exports: final samples vs fp32
 
     @property
     def ok(self) -> bool:
         e2e = self.end_to_end
-        return self.worst <= 1.0 and (e2e is None or e2e["max_abs"] <= e2e["limit"])
+        return self.passed and (e2e is None or e2e["max_abs"] <= e2e["limit"])
 
     def __str__(self) -> str:
         return (f"over {self.cases} batches: max abs {self.max_abs:.2e}, "
-                f"max rel {self.max_rel:.2e} (tolerance per element: {self.atol:g} + "
-                f"{self.rtol:g}·|ref|, worst at {self.worst:.2f} of it)" + (
+                f"max rel {self.max_rel:.2e} (tolerance per element: max({self.atol:g}, "
+                f"{self.rtol:g}·|ref|), worst at {self.worst:.2f} of it; polygraphy: "
+                f"{'pass' if self.passed else 'FAIL'})" + (
                     "" if self.end_to_end is None else
                     "; end to end, {num} samples of {solver} {steps} steps vs the float32 "
                     "model: max abs {max_abs:.2e}, RMS {rms:.2e} (limit {limit:g})"
@@ -57,26 +63,47 @@ def validation_inputs(info: ArtifactInfo, batch: int, seed: int):
     return x.astype(np.float32), sigma.astype(np.float32)
 
 
+def polygraphy_verdict(got: np.ndarray, ref: np.ndarray, atol: float, rtol: float) -> bool:
+    """polygraphy's SimpleCompareFunc (elementwise) on one output pair, quietly."""
+    try:
+        from polygraphy.comparator import Comparator, RunResults, SimpleCompareFunc
+        from polygraphy.comparator.struct import IterationResult
+        from polygraphy.logger import G_LOGGER
+    except ImportError:
+        raise missing_extra("polygraphy", "torch") from None
+    results = RunResults([
+        (name, [IterationResult({"denoised": out}, runner_name=name)])
+        for name, out in (("candidate", got), ("reference", ref))])
+    severity = G_LOGGER.module_severity
+    G_LOGGER.module_severity = G_LOGGER.CRITICAL
+    try:
+        verdict = Comparator.compare_accuracy(results, compare_func=SimpleCompareFunc(
+            atol=atol, rtol=rtol, check_error_stat="elemwise"))
+    finally:
+        G_LOGGER.module_severity = severity
+    return bool(verdict)
+
+
 def compare(got_fn: Fn, ref_fn: Fn, info: ArtifactInfo, atol: float, rtol: float,
             batches=VALIDATION_BATCHES) -> Validation:
-    """Both sides on the validation inputs; the worst element decides."""
+    """Both sides on the validation inputs; polygraphy's verdict on every case."""
     max_abs = max_rel = worst = 0.0
-    cases = 0
+    cases, passed = 0, True
     for batch in batches:
         for seed in range(3 if batch == 1 else 2):
             x, sigma = validation_inputs(info, batch, seed)
-            got = np.array(got_fn(x, sigma), dtype=np.float64)
-            ref = np.asarray(ref_fn(x, sigma), dtype=np.float64)
-            err = np.abs(got - ref)
-            max_abs = max(max_abs, float(np.nanmax(err)) if np.any(np.isfinite(err)) else np.inf)
+            got = np.array(got_fn(x, sigma), dtype=np.float32)
+            ref = np.array(ref_fn(x, sigma), dtype=np.float32)
+            finite = bool(np.all(np.isfinite(got)))
+            passed &= finite and polygraphy_verdict(got, ref, atol, rtol)
+            err = np.abs(got.astype(np.float64) - ref)
+            max_abs = max(max_abs, float(err.max()) if finite else np.inf)
             max_rel = max(max_rel, float((err / np.maximum(np.abs(ref), 1e-3)).max()))
-            tol = atol + rtol * np.abs(ref)
+            tol = np.maximum(atol, rtol * np.abs(ref.astype(np.float64)))
             ratio = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
-            if not np.all(np.isfinite(got)):
-                ratio = np.full_like(err, np.inf)  # NaN/Inf from the graph never passes
-            worst = max(worst, float(ratio.max()))
+            worst = max(worst, float(ratio.max()) if finite else np.inf)
             cases += 1
-    return Validation(max_abs, max_rel, worst, cases, atol, rtol)
+    return Validation(max_abs, max_rel, worst, cases, atol, rtol, passed)
 
 
 def compare_backends(got: Fn, ref: Fn, atol: float, rtol: float) -> Validation:
