@@ -86,20 +86,24 @@ def resolve(preset: str | None, solver: str | None, steps: int | None,
     return solver, steps, options
 
 
-def load_artifact(path: Path, provider: str, threads: int | None, cuda_graph: bool,
-                  metadata_file: Path | None = None):
+def read_metadata_file(path: Path | None) -> dict | None:
+    """The JSON object of a --metadata file, or None without one."""
+    if path is None:
+        return None
     import json
 
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise EdgediffError(f"cannot read --metadata {path}: {e}") from None
+
+
+def load_artifact(path: Path, provider: str, threads: int | None, cuda_graph: bool,
+                  metadata_file: Path | None = None):
     from edgediff import runtime
 
-    metadata = None
-    if metadata_file is not None:
-        try:
-            metadata = json.loads(metadata_file.read_text())
-        except (OSError, ValueError) as e:
-            raise EdgediffError(f"cannot read --metadata {metadata_file}: {e}") from None
     return runtime.load(path, provider=provider, threads=threads, cuda_graph=cuda_graph,
-                        metadata=metadata)
+                        metadata=read_metadata_file(metadata_file))
 
 
 def pass_knobs(f):

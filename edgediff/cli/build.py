@@ -77,15 +77,9 @@ def command(onnx_file, out, fp16, tf32, min_batch, opt_batch, max_batch, workspa
         raise EdgediffError(f"cannot write {out}: its folder does not exist")
     settings = BuildSettings(min_batch, opt_batch, max_batch, fp16, tf32, workspace_mib,
                              timing_cache)
-    overrides = None
-    if metadata_file is not None:
-        import json
+    from edgediff.cli._sampling import read_metadata_file
 
-        try:
-            overrides = json.loads(metadata_file.read_text())
-        except (OSError, ValueError) as e:
-            raise EdgediffError(f"cannot read --metadata {metadata_file}: {e}") from None
-    metadata = read_onnx_metadata(onnx_file, overrides)
+    metadata = read_onnx_metadata(onnx_file, read_metadata_file(metadata_file))
     engine, sidecar = build_engine(onnx_file, metadata, settings)
     write_plan(out, engine, sidecar)
     click.echo(f"wrote {out} ({len(engine) / 2**20:.2f} MiB) and {out}.json: TensorRT "

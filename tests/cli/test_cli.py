@@ -187,3 +187,16 @@ def test_the_installed_executable_samples_and_fails_cleanly(artifacts, tmp_path)
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and bad.stderr.startswith("Error: unknown preset")
     assert "Traceback" not in bad.stderr
+
+
+def test_metadata_file_overrides_the_artifacts_own(artifacts, tmp_path):
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"default_sampler": {"solver": "dpmpp_2m", "steps": 7}}))
+    r = run("sample", artifacts["mixture"], "--num", 4, "--metadata", meta, "-o", tmp_path / "s")
+    assert r.exit_code == 0, r.output
+    with np.load(tmp_path / "s" / "samples.npz") as z:
+        used = json.loads(str(z["meta"]))
+    assert (used["solver"], used["steps"]) == ("dpmpp_2m", 7)
+    meta.write_text("{not json")
+    r = run("sample", artifacts["mixture"], "--metadata", meta)
+    assert r.exit_code == 1 and "cannot read --metadata" in r.output
