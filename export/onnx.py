@@ -39,9 +39,14 @@ class _Graph(nn.Module):
         return self.denoiser(x, sigma)
 
 
-def default_sampler(parameterization: str) -> dict:
-    if parameterization in ("epsilon", "v_prediction", "sample"):
-        return {"solver": "ddim", "steps": 50, "spacing": "trailing", "eta": 0.0}
+def default_sampler(config: dict) -> dict:
+    """Discrete models: DDIM 50 (trailing), clamping x0 when their diffusers scheduler
+    did; the rest: Heun 18 on the EDM grid."""
+    if config["parameterization"]["name"] in ("epsilon", "v_prediction", "sample"):
+        default = {"solver": "ddim", "steps": 50, "spacing": "trailing", "eta": 0.0}
+        if config.get("provenance", {}).get("clip_sample"):
+            default["clip"] = True
+        return default
     return {"solver": "heun", "steps": 18}
 
 
@@ -63,7 +68,7 @@ def artifact_info(model: LoadedModel, source_sha256: str, precision: str = "fp32
     return ArtifactInfo(par, model.schedule, cfg["sigma_min"], cfg["sigma_max"],
                         cfg.get("sigma_data", 0.5), tuple(cfg["sample_shape"]),
                         tuple(cfg.get("data_range", (-1.0, 1.0))), source_sha256,
-                        default_sampler(par), precision, quality_reference(cfg))
+                        default_sampler(cfg), precision, quality_reference(cfg))
 
 
 def quality_reference(config: dict) -> dict | None:

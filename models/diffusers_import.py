@@ -4,7 +4,9 @@ Accepted layouts: a pipeline folder (``unet/`` and ``scheduler/`` inside) or a
 UNet folder with ``scheduler_config.json`` beside its ``config.json``. Weights
 load from safetensors only (diffusers' ``.bin`` files are pickles); nothing is
 fetched from a hub. The scheduler config decides the σ table (beta schedule,
-trained betas) and the parameterization (``prediction_type``).
+trained betas), the parameterization (``prediction_type``) and whether the
+default sampler clamps x0 (``clip_sample``: then the data range is
+±``clip_sample_range`` and the exported default sampler sets ``clip``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from edgediff.schedules import DiscreteSchedule
 log = logging.getLogger(__name__)
 PREDICTION_TYPES = {"epsilon": EpsilonPrecond, "v_prediction": VPredictionPrecond,
                     "sample": SamplePrecond}
+CLIPPING_SCHEDULERS = ("DDPMScheduler", "DDIMScheduler")
 
 
 class DiffusersUNet(nn.Module):
@@ -69,6 +72,17 @@ def alphas_cumprod_from(scheduler_config: dict) -> np.ndarray:
     return sched.alphas_cumprod.double().numpy()
 
 
+def clip_sample(scheduler_config: dict) -> tuple[bool, float]:
+    """(clip_sample, its range) as the scheduler would read them: DDPMScheduler and
+    DDIMScheduler clip by default, to ±1 unless ``clip_sample_range`` says otherwise."""
+    default = scheduler_config.get("_class_name") in CLIPPING_SCHEDULERS
+    clip = bool(scheduler_config.get("clip_sample", default))
+    bound = scheduler_config.get("clip_sample_range", 1.0)
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not bound > 0:
+        raise EdgediffError(f"clip_sample_range must be a number > 0, got {bound!r}")
+    return clip, float(bound)
+
+
 def load_diffusers(folder: str | Path) -> LoadedModel:
     folder = Path(folder)
     try:
@@ -84,10 +98,10 @@ def load_diffusers(folder: str | Path) -> LoadedModel:
     if prediction not in PREDICTION_TYPES:
         raise EdgediffError(f"prediction_type {prediction!r} in {sched_path} is not supported; "
                             f"edgediff reads {', '.join(PREDICTION_TYPES)}")
-    for flag in ("clip_sample", "thresholding"):
-        if scfg.get(flag):
-            log.warning("%s sets %s; edgediff's samplers do not clip or threshold x0, so "
-                        "samples can differ from that scheduler's", sched_path.name, flag)
+    if scfg.get("thresholding"):
+        log.warning("%s sets thresholding; edgediff's samplers do not threshold x0 "
+                    "dynamically, so samples can differ from that scheduler's", sched_path.name)
+    clip, clip_range = clip_sample(scfg)
     if not (unet_dir / "diffusion_pytorch_model.safetensors").is_file():
         raise EdgediffError(f"{unet_dir} has no diffusion_pytorch_model.safetensors; edgediff "
                             f"does not unpickle .bin weights — convert them to safetensors")
@@ -101,8 +115,9 @@ def load_diffusers(folder: str | Path) -> LoadedModel:
     size = (size, size) if isinstance(size, int) else tuple(size)
     unet_args = json.loads(json.dumps(dict(unet.config), default=str))
     config = make_config("diffusers.UNet2DModel", unet_args, prediction, schedule,
-                         (unet.config.in_channels, *size),
+                         (unet.config.in_channels, *size), data_range=(-clip_range, clip_range),
                          provenance={"source": str(folder), "scheduler": scfg.get("_class_name"),
                                      "timestep_spacing": scfg.get("timestep_spacing"),
-                                     "steps_offset": scfg.get("steps_offset", 0)})
+                                     "steps_offset": scfg.get("steps_offset", 0),
+                                     "clip_sample": clip})
     return LoadedModel(denoiser, config, schedule)

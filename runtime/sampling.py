@@ -31,7 +31,7 @@ SOLVERS = {
     "dpmpp_2m": ode.dpmpp_2m,
 }
 # solver options each loop takes, and which loops step in the schedule's own time
-OPTIONS = {"ddpm": ("variance",), "ddim": ("eta",),
+OPTIONS = {"ddpm": ("variance", "clip"), "ddim": ("eta", "clip"),
            "edm": ("S_churn", "S_tmin", "S_tmax", "S_noise")}
 GRID_OPTIONS = ("spacing", "rho")
 IN_SCHEDULE_TIME = ("euler", "heun", "euler_maruyama")
@@ -58,6 +58,8 @@ class SamplerSettings:
         if unknown:
             raise EdgediffError(f"{self.solver} takes no option {', '.join(unknown)}; its "
                                 f"options are {', '.join(allowed)}")
+        if not isinstance(self.options.get("clip", False), bool):
+            raise EdgediffError(f"clip is true or false, got {self.options['clip']!r}")
 
     @classmethod
     def resolve(cls, info: ArtifactInfo, solver: str | None = None, steps: int | None = None,
@@ -119,12 +121,22 @@ def sample_batch(denoiser: Denoiser, settings: SamplerSettings, sigmas: list[flo
     info = denoiser.info
     x = streams.initial()
     x *= float(info.schedule.prior_std(sigmas[0]))
-    kwargs = {k: v for k, v in settings.options.items() if k not in GRID_OPTIONS}
-    if settings.solver in IN_SCHEDULE_TIME:
-        kwargs["schedule"] = info.schedule
+    kwargs = loop_options(info, settings)
     if settings.solver in STOCHASTIC:
         kwargs["noise"] = streams
     return SOLVERS[settings.solver](denoiser, x, sigmas, callback=callback, **kwargs)
+
+
+def loop_options(info: ArtifactInfo, settings: SamplerSettings) -> dict[str, Any]:
+    """The keyword arguments a step loop takes for ``settings`` on this artifact (the
+    same for the torch reference): solver options, the schedule for loops in its
+    own time, and ``clip`` as the data range."""
+    kwargs = {k: v for k, v in settings.options.items() if k not in GRID_OPTIONS}
+    if kwargs.pop("clip", False):
+        kwargs["clip"] = info.data_range
+    if settings.solver in IN_SCHEDULE_TIME:
+        kwargs["schedule"] = info.schedule
+    return kwargs
 
 
 def sample(denoiser: Denoiser, num: int, *, seed: int = 0, first: int = 0, batch: int = 16,

@@ -18,6 +18,20 @@ from edgediff.schedules import Schedule
 from edgediff.solvers import GridTable, check_sigmas
 
 VARIANCES = ("small", "large")
+Range = tuple[float, float] | None
+
+
+class _Clamp:
+    """D clamped to the data range into a reused buffer (diffusers' ``clip_sample``)."""
+
+    def __init__(self, clip: Range, shape: tuple[int, ...]):
+        self.clip = clip
+        self.out = None if clip is None else np.empty(shape, dtype=np.float32)
+
+    def __call__(self, denoised: np.ndarray) -> np.ndarray:
+        if self.clip is None:
+            return denoised
+        return np.clip(denoised, self.clip[0], self.clip[1], out=self.out)
 
 
 def _add_scaled(x: np.ndarray, c: float, z: np.ndarray, tmp: np.ndarray) -> None:
@@ -26,21 +40,21 @@ def _add_scaled(x: np.ndarray, c: float, z: np.ndarray, tmp: np.ndarray) -> None
 
 
 def ddpm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, variance: str = "small",
-         callback: Callback = None) -> np.ndarray:
+         clip: Range = None, callback: Callback = None) -> np.ndarray:
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) from σ_i to σ_j:
     x̂' = r·x̂ + (1 − r)·D + sqrt(v)·z, r = σ_j²/σ_i², with the posterior ("small")
-    or the jump's ("large") variance v."""
+    or the jump's ("large") variance v; ``clip=(lo, hi)`` clamps D first."""
     if variance not in VARIANCES:
         raise EdgediffError(f"unknown DDPM variance {variance!r}; choose one of "
                             f"{', '.join(VARIANCES)}")
     sigmas = check_sigmas(sigmas)
-    call = Call(denoiser, x.shape)
+    call, clamp = Call(denoiser, x.shape), _Clamp(clip, x.shape)
     x = np.array(x, dtype=np.float64)
     tmp = np.empty_like(x)
     for i in range(len(sigmas) - 1):
         call.step = i
         sig, sig_next = sigmas[i], sigmas[i + 1]
-        denoised = call(x, sig)
+        denoised = clamp(call(x, sig))
         report(callback, i, x, sig, sig_next, denoised)
         if sig_next == 0:
             return denoised.astype(np.float64)
@@ -56,26 +70,29 @@ def ddpm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, variance:
 
 
 def ddim(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, eta: float = 0.0,
-         callback: Callback = None) -> np.ndarray:
+         clip: Range = None, callback: Callback = None) -> np.ndarray:
     """DDIM (Song et al. 2021, eq 12) in x̂-coordinates, c = η·σ_j·sqrt(1 − σ_j²/σ_i²):
-    x̂' = D + sqrt(σ_j² − c²)·(x̂ − D)/σ_i + c·z. Noise only when η > 0."""
+    x̂' = D + sqrt(σ_j² − c²)·(x̂ − D)/σ_i + c·z. Noise only when η > 0.
+    ``clip=(lo, hi)`` clamps the first D to the data range, not the one in ε̂
+    (diffusers' DDIMScheduler with ``clip_sample``)."""
     if not (eta >= 0 and math.isfinite(eta)):
         raise EdgediffError(f"eta must be ≥ 0, got {eta}")
     sigmas = check_sigmas(sigmas)
-    call = Call(denoiser, x.shape)
+    call, clamp = Call(denoiser, x.shape), _Clamp(clip, x.shape)
     x = np.array(x, dtype=np.float64)
     tmp = np.empty_like(x)
     for i in range(len(sigmas) - 1):
         call.step = i
         sig, sig_next = sigmas[i], sigmas[i + 1]
         denoised = call(x, sig)
-        report(callback, i, x, sig, sig_next, denoised)
+        clipped = clamp(denoised)
+        report(callback, i, x, sig, sig_next, clipped)
         if sig_next == 0:
-            return denoised.astype(np.float64)
+            return clipped.astype(np.float64)
         c = eta * sig_next * math.sqrt(1 - (sig_next / sig) ** 2)
         x -= denoised  # σ_i·ε̂
         x *= math.sqrt(max(sig_next**2 - c**2, 0.0)) / sig
-        x += denoised
+        x += clipped
         if c > 0:
             _add_scaled(x, c, noise(i), tmp)
     raise AssertionError("unreachable: σ grids end in 0")

@@ -19,11 +19,16 @@ from edgediff.samplers._common import (
 )
 
 VARIANCES = ("small", "large")
+Range = tuple[float, float] | None
+
+
+def clamp(denoised: torch.Tensor, clip: Range) -> torch.Tensor:
+    return denoised if clip is None else denoised.clamp(clip[0], clip[1])
 
 
 @torch.no_grad()
 def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, variance: str = "small",
-         noise: Noise = None, generator: torch.Generator | None = None,
+         clip: Range = None, noise: Noise = None, generator: torch.Generator | None = None,
          callback: Callback = None) -> torch.Tensor:
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2; seed 004) from σ_i to σ_j.
 
@@ -32,6 +37,7 @@ def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, variance: str = "small"
     v = σ_j²(1 − r) for the posterior ("small", β̃) variance, or
     v = (σ_i² − σ_j²)(1 + σ_j²)/(1 + σ_i²) for the "large" one (β of the jump,
     seed 003 proof 6). On consecutive DDPM indices this is seed 004's update.
+    ``clip=(lo, hi)`` clamps D to the data range first (diffusers' ``clip_sample``).
     """
     if variance not in VARIANCES:
         raise EdgediffError(f"unknown DDPM variance {variance!r}; choose one of "
@@ -41,7 +47,7 @@ def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, variance: str = "small"
     z = noise_source(noise, x, generator)
     for i in range(len(sigmas) - 1):
         sig, sig_next = sigmas[i], sigmas[i + 1]
-        denoised = denoise(denoiser, x, sig)
+        denoised = clamp(denoise(denoiser, x, sig), clip)
         report(callback, i, x, sig, sig_next, denoised)
         if sig_next == 0:
             return denoised
@@ -55,14 +61,17 @@ def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, variance: str = "small"
 
 
 @torch.no_grad()
-def ddim(denoiser: Denoiser, x: torch.Tensor, sigmas, *, eta: float = 0.0, noise: Noise = None,
-         generator: torch.Generator | None = None, callback: Callback = None) -> torch.Tensor:
+def ddim(denoiser: Denoiser, x: torch.Tensor, sigmas, *, eta: float = 0.0, clip: Range = None,
+         noise: Noise = None, generator: torch.Generator | None = None,
+         callback: Callback = None) -> torch.Tensor:
     """DDIM (Song et al. 2021, eq 12) with stochasticity η, in x̂-coordinates.
 
     With ε̂ = (x̂ − D)/σ_i and c = η·σ_j·sqrt(1 − σ_j²/σ_i²):
         x̂' = D + sqrt(σ_j² − c²)·ε̂ + c·z.
     η = 0 is Euler on the PF-ODE in (x̂, σ); η = 1 is DDPM's "small" variance.
-    Noise is drawn only when η > 0.
+    Noise is drawn only when η > 0. ``clip=(lo, hi)`` clamps the D term to the data
+    range but keeps ε̂ from the unclamped D, as diffusers' DDIMScheduler does with
+    ``clip_sample`` (and ``use_clipped_model_output=False``, its default).
     """
     if not (eta >= 0 and math.isfinite(eta)):
         raise EdgediffError(f"eta must be ≥ 0, got {eta}")
@@ -72,12 +81,13 @@ def ddim(denoiser: Denoiser, x: torch.Tensor, sigmas, *, eta: float = 0.0, noise
     for i in range(len(sigmas) - 1):
         sig, sig_next = sigmas[i], sigmas[i + 1]
         denoised = denoise(denoiser, x, sig)
-        report(callback, i, x, sig, sig_next, denoised)
+        clipped = clamp(denoised, clip)
+        report(callback, i, x, sig, sig_next, clipped)
         if sig_next == 0:
-            return denoised
+            return clipped
         c = eta * sig_next * math.sqrt(1 - (sig_next / sig) ** 2)
         eps = (x - denoised) / sig
-        x = denoised + math.sqrt(max(sig_next**2 - c**2, 0.0)) * eps
+        x = clipped + math.sqrt(max(sig_next**2 - c**2, 0.0)) * eps
         if c > 0:
             x = x + c * z(i)
     raise AssertionError("unreachable: σ grids end in 0")

@@ -12,7 +12,7 @@ from torch import nn
 
 from edgediff.artifact import ArtifactInfo
 from edgediff.runtime.noise import NoiseStreams
-from edgediff.runtime.sampling import IN_SCHEDULE_TIME, STOCHASTIC, SamplerSettings
+from edgediff.runtime.sampling import STOCHASTIC, SamplerSettings, loop_options
 from edgediff.samplers import SAMPLERS, at_precision
 
 
@@ -22,9 +22,7 @@ def reference_run(module: nn.Module, info: ArtifactInfo, settings: SamplerSettin
     reference sampler, x_T and step noise from the runtime's streams."""
     streams = NoiseStreams(seed, indices, info.sample_shape)
     x = torch.from_numpy(streams.initial() * float(info.schedule.prior_std(sigmas[0])))
-    kwargs = {k: v for k, v in settings.options.items() if k not in ("spacing", "rho")}
-    if settings.solver in IN_SCHEDULE_TIME:
-        kwargs["schedule"] = info.schedule
+    kwargs = loop_options(info, settings)
     if settings.solver in STOCHASTIC:
         kwargs["noise"] = lambda i: torch.from_numpy(streams(i).copy())
     denoiser = at_precision(module.float().eval())

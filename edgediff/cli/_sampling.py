@@ -29,6 +29,9 @@ def solver_options(f):
                      "η (0: deterministic, 1: DDPM)."),
         click.option("--variance", type=click.Choice(["small", "large"]), default=None,
                      help="ddpm: posterior (small) or jump (large) variance."),
+        click.option("--clip/--no-clip", default=None,
+                     help="ddpm, ddim: clamp the denoised estimate to the model's data range "
+                          "at every step (diffusers' clip_sample). Default: the model's."),
         click.option("--s-churn", type=click.FloatRange(0), default=None,
                      help="edm: total churn S_churn."),
         click.option("--s-tmin", type=click.FloatRange(0), default=None,
@@ -66,7 +69,7 @@ def backend_options(f):
     return f
 
 
-_KNOBS = {"eta": "eta", "variance": "variance", "s_churn": "S_churn", "s_tmin": "S_tmin",
+_KNOBS = {"eta": "eta", "variance": "variance", "clip": "clip", "s_churn": "S_churn", "s_tmin": "S_tmin",
           "s_tmax": "S_tmax", "s_noise": "S_noise", "rho": "rho", "spacing": "spacing"}
 
 

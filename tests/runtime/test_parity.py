@@ -14,15 +14,17 @@ from edgediff.runtime.noise import NoiseStreams
 from edgediff.runtime.sampling import SamplerSettings
 from edgediff.samplers.reference import reference_run
 
-# solver -> (steps, options): enough steps to exercise each loop, few enough to stay quick
+# case -> (solver, steps, options): enough steps to exercise each loop, few enough to stay quick
 CASES = {
-    "ddpm": (60, {"variance": "large"}),
-    "euler_maruyama": (60, {}),
-    "euler": (20, {}),
-    "heun": (10, {}),
-    "edm": (16, {"S_churn": 20.0, "S_tmin": 0.05, "S_tmax": 20.0, "S_noise": 1.003}),
-    "ddim": (20, {"eta": 0.5}),
-    "dpmpp_2m": (10, {}),
+    "ddpm": ("ddpm", 60, {"variance": "large"}),
+    "ddpm-clip": ("ddpm", 60, {"clip": True}),
+    "euler_maruyama": ("euler_maruyama", 60, {}),
+    "euler": ("euler", 20, {}),
+    "heun": ("heun", 10, {}),
+    "edm": ("edm", 16, {"S_churn": 20.0, "S_tmin": 0.05, "S_tmax": 20.0, "S_noise": 1.003}),
+    "ddim": ("ddim", 20, {"eta": 0.5}),
+    "ddim-clip": ("ddim", 20, {"eta": 0.0, "clip": True}),
+    "dpmpp_2m": ("dpmpp_2m", 10, {}),
 }
 SEED, BATCH = 7, 6
 
@@ -32,18 +34,18 @@ def torch_reference(model, info, settings, sigmas, seed, indices):
 
 
 @pytest.mark.parametrize("name", ["mixture", "digits"])
-@pytest.mark.parametrize("solver", list(CASES))
-def test_runtime_matches_torch_reference(exported, name, solver):
+@pytest.mark.parametrize("case", list(CASES))
+def test_runtime_matches_torch_reference(exported, name, case):
     model, path = exported[name]
     D = runtime.load(path, threads=2)
-    steps, options = CASES[solver]
+    solver, steps, options = CASES[case]
     settings = SamplerSettings(solver, steps, options)
     sigmas = runtime.sigma_grid(D.info, steps).tolist()
     streams = NoiseStreams(SEED, range(BATCH), D.info.sample_shape)
     got = runtime.sample_batch(D, settings, sigmas, streams)
     ref = torch_reference(model, D.info, settings, sigmas, SEED, range(BATCH))
     err = np.abs(got - ref).max()
-    print(f"{name} {solver} {steps} steps: max abs diff {err:.2e}")
+    print(f"{name} {case} {steps} steps: max abs diff {err:.2e}")
     assert np.all(np.isfinite(got)) and got.std() > 0.1  # real samples, not a collapse
     assert err <= 1e-4
 
@@ -57,6 +59,29 @@ def test_parity_would_catch_a_different_noise_stream(exported):
     got = runtime.sample_batch(D, settings, sigmas, NoiseStreams(SEED, range(BATCH), (2,)))
     ref = torch_reference(model, D.info, settings, sigmas, SEED + 1, range(BATCH))
     assert np.abs(got - ref).max() > 1e-2
+
+
+@pytest.mark.parametrize("solver", ["ddpm", "ddim"])
+def test_clip_clamps_every_denoised_estimate(exported, solver):
+    """clip=True clamps D to the data range on both sides: the final samples lie in
+    it, the clamp binds (the unclipped run leaves it), and the two sides agree."""
+    model, path = exported["digits"]
+    D = runtime.load(path, threads=2)
+    lo, hi = D.info.data_range
+    runs = {}
+    for clip in (False, True):
+        settings = SamplerSettings(solver, 12, {"clip": clip})
+        sigmas = runtime.sigma_grid(D.info, 12).tolist()
+        seen = []
+        runs[clip] = runtime.sample_batch(D, settings, sigmas,
+                                          NoiseStreams(SEED, range(BATCH), D.info.sample_shape),
+                                          callback=lambda s: seen.append(s["denoised"].copy()))
+        if clip:
+            assert all(d.min() >= lo and d.max() <= hi for d in seen)
+            ref = torch_reference(model, D.info, settings, sigmas, SEED, range(BATCH))
+            assert np.abs(runs[clip] - ref).max() <= 1e-4
+    assert runs[False].min() < lo or runs[False].max() > hi
+    assert np.abs(runs[True] - runs[False]).max() > 1e-3
 
 
 @pytest.mark.parametrize("solver", ["heun", "ddpm", "edm"])
