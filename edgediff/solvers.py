@@ -71,3 +71,16 @@ class GridTable:
         dx/dt = (σ̇/σ + ṡ/s)·x − (σ̇·s/σ)·D(x/s; σ) = a·x − b·D."""
         sig, dsig, s, ds = self.sigma[i], self.sigma_deriv[i], self.s[i], self.s_deriv[i]
         return dsig / sig + ds / s, dsig * s / sig
+
+    def heun_step(self, i: int) -> tuple[float, float, float, float, float]:
+        """Heun's step i → i+1 on dx/dt = a·x − b·D, written as linear combinations:
+        the predictor's model input x_e/s_{i+1} = c_x·x + c_d·D_i, where
+        x_e = x + Δt·(a_i·x − b_i·D_i), and the corrected state
+        x' = x + Δt/2·(a_i·x − b_i·D_i + a_{i+1}·x_e − b_{i+1}·D_e) = α·x + β·D_i + γ·D_e.
+        Returns (c_x, c_d, α, β, γ)."""
+        (a, b), (a_e, b_e) = self.ode_coefficients(i), self.ode_coefficients(i + 1)
+        dt, s_e = self.t[i + 1] - self.t[i], self.s[i + 1]
+        return ((1 + dt * a) / s_e, -dt * b / s_e,
+                1 + 0.5 * dt * (a + a_e * (1 + dt * a)), -0.5 * dt * b * (1 + dt * a_e),
+                -0.5 * dt * b_e)
+

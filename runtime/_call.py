@@ -18,11 +18,36 @@ NoiseFn = Callable[[int], np.ndarray]
 
 class Denoiser(Protocol):
     """A backend: ``D(x float32 [B, *sample_shape], σ float32 [B]) -> denoised``.
-    The returned array may be reused by the next call."""
+    The returned array may be reused by the next call.
+
+    A backend may also offer ``bind(batch) -> Bound``: input buffers the step loop
+    writes straight into, and a call on them (ONNX Runtime's IOBinding arrays),
+    which saves the loop a copy and the backend its input checks."""
 
     info: ArtifactInfo
 
     def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray: ...
+
+
+class Bound(Protocol):
+    """A backend's inputs for one batch size, and the call that reads them."""
+
+    x: np.ndarray  # float32 [B, *sample_shape]
+    sigma: np.ndarray  # float32 [B]
+
+    def run(self) -> np.ndarray: ...  # D(x; σ) float32, valid until the next run
+
+
+class _OwnBuffers:
+    """Bound for backends without ``bind``: buffers of our own, passed to the call."""
+
+    def __init__(self, denoiser: Denoiser, shape: tuple[int, ...]):
+        self.denoiser = denoiser
+        self.x = np.empty(shape, dtype=np.float32)
+        self.sigma = np.empty(shape[:1], dtype=np.float32)
+
+    def run(self) -> np.ndarray:
+        return self.denoiser(self.x, self.sigma)
 
 
 class NonFiniteOutputError(EdgediffError):
@@ -30,29 +55,52 @@ class NonFiniteOutputError(EdgediffError):
 
 
 class Call:
-    """Calls ``denoiser`` on float64 state at scalar σ through reused float32 buffers."""
+    """Calls ``denoiser`` on float64 state at scalar σ: the state goes into the
+    backend's float32 input (``x32``), the result comes back as float64.
+
+    A step loop either calls ``call(x, σ)``, or writes the model input into
+    ``call.x32`` itself (fusing its own arithmetic with the cast) and calls
+    ``call.run(σ)``. Both return D in float64, in ``out`` or a buffer of the call's
+    own (valid until the next call), after a NaN/Inf guard.
+    """
 
     def __init__(self, denoiser: Denoiser, shape: tuple[int, ...]):
-        self.denoiser = denoiser
-        self.x32 = np.empty(shape, dtype=np.float32)
-        self.sigma32 = np.empty(shape[:1], dtype=np.float32)
+        bind = getattr(denoiser, "bind", None)
+        self.bound: Bound = bind(shape[0]) if bind is not None else _OwnBuffers(denoiser, shape)
+        self.x32 = self.bound.x
+        self.denoised = np.empty(shape, dtype=np.float64)
+        self._scaled = np.empty(shape, dtype=np.float64)
         self.step = 0
 
-    def __call__(self, x: np.ndarray, sigma: float, scale: float = 1.0) -> np.ndarray:
-        """D(x / scale; σ) as float32 (valid until the next call)."""
-        if scale == 1.0:
-            np.copyto(self.x32, x, casting="same_kind")
-        else:
-            np.divide(x, scale, out=self.x32, casting="same_kind")
-        self.sigma32.fill(sigma)
-        out = self.denoiser(self.x32, self.sigma32)
-        # one float64 reduction: NaN and ±Inf propagate, finite float32 cannot overflow it
-        if not math.isfinite(out.sum(dtype=np.float64)):
+    def __call__(self, x: np.ndarray, sigma: float, scale: float = 1.0,
+                 out: np.ndarray | None = None, check: bool = True) -> np.ndarray:
+        """D(x / scale; σ) as float64."""
+        if scale != 1.0:
+            x = np.divide(x, scale, out=self._scaled)
+        np.copyto(self.x32, x, casting="same_kind")  # a ufunc casting on output is slower
+        return self.run(sigma, out, check)
+
+    def run(self, sigma: float, out: np.ndarray | None = None, check: bool = True
+            ) -> np.ndarray:
+        """D(x32; σ) as float64, for a model input already in ``x32``. A loop that
+        passes ``check=False`` guards its state itself (``guard``)."""
+        self.bound.sigma.fill(sigma)
+        out = self.denoised if out is None else out
+        np.copyto(out, self.bound.run())
+        if check:
+            self.guard(out, sigma)
+        return out
+
+    def guard(self, a: np.ndarray, sigma: float) -> None:
+        """Stop on NaN/Inf in ``a``, naming the current step and ``sigma``. One
+        reduction, Σa² (the cheapest here): NaN and ±Inf propagate, and values of
+        float32 range cannot overflow it."""
+        flat = a.reshape(-1)
+        if not math.isfinite(np.dot(flat, flat)):
             raise NonFiniteOutputError(
                 f"the denoiser returned NaN/Inf at step {self.step} (σ = {sigma:.6g}); sampling "
                 f"stopped. An fp16 engine overflowing does this: rebuild it without --fp16, or "
                 f"check the model on 'edgediff check'")
-        return out
 
 
 def report(callback: Callback, i: int, x: np.ndarray, sigma: float, sigma_next: float,

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from edgediff.runtime._call import Call, Callback, Denoiser, report
+from edgediff.runtime._call import Call, Callback, Denoiser, NonFiniteOutputError, report
 from edgediff.schedules import Schedule
 from edgediff.solvers import EDM_IDENTITY, GridTable, check_sigmas
 
@@ -41,7 +41,7 @@ def euler(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Schedule | Non
         denoised = _ode_derivative(call, tab, x, i, d, tmp)
         report(callback, i, x, sigmas[i], sigmas[i + 1], denoised, tab.s[i])
         if sigmas[i + 1] == 0:
-            return denoised.astype(np.float64)
+            return denoised
         d *= tab.t[i + 1] - tab.t[i]
         x += d  # Euler step
     raise AssertionError("unreachable: σ grids end in 0")
@@ -50,26 +50,57 @@ def euler(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Schedule | Non
 def heun(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Schedule | None = None,
          callback: Callback = None) -> np.ndarray:
     """Heun's 2nd-order method on the PF-ODE with arbitrary σ(t), s(t)
-    (Karras et al. 2022, Algorithm 1); Euler on the last step, to σ = 0."""
+    (Karras et al. 2022, Algorithm 1); Euler on the last step, to σ = 0.
+
+    Fused: the Euler predictor goes straight into the model's float32 input, the
+    corrector is one linear combination of x, D_i and D_e (``GridTable.heun_step``),
+    and the NaN/Inf guard runs once per step, on x: NaN and Inf in either D reach
+    it (even times a zero coefficient), and the guard then names the first.
+    """
     sigmas = check_sigmas(sigmas)
     tab = GridTable(schedule or EDM_IDENTITY, sigmas)
+    n = len(sigmas) - 1
+    # per step, as plain floats: σ_i, s_i, σ_{i+1}, c_x, c_d, α, β, γ
+    steps = [(tab.sigma[i], tab.s[i], tab.sigma[i + 1], *tab.heun_step(i))
+             for i in range(n - 1)]
     call = Call(denoiser, x.shape)
     x = np.multiply(x, tab.s[0], dtype=np.float64)
-    d_cur, d_prime, x_next, tmp = (np.empty_like(x) for _ in range(4))
-    for i in range(len(sigmas) - 1):
-        call.step = i
-        denoised = _ode_derivative(call, tab, x, i, d_cur, tmp)
-        report(callback, i, x, sigmas[i], sigmas[i + 1], denoised, tab.s[i])
-        if sigmas[i + 1] == 0:
-            return denoised.astype(np.float64)
-        dt = tab.t[i + 1] - tab.t[i]
-        np.multiply(d_cur, dt, out=x_next)
-        x_next += x  # Euler step
-        _ode_derivative(call, tab, x_next, i + 1, d_prime, tmp)
-        d_cur += d_prime
-        d_cur *= 0.5 * dt
-        x += d_cur  # 2nd-order correction
-    raise AssertionError("unreachable: σ grids end in 0")
+    d_i, d_e, tmp = np.empty_like(x), np.empty_like(x), np.empty_like(x)
+    x_flat, x32, sigma32, run = x.reshape(-1), call.x32, call.bound.sigma, call.bound.run
+    # The call is inlined here (call.run without its guard): this loop is every
+    # model's default sampler, and after a model call has swept the caches each
+    # Python or NumPy operation costs microseconds (benchmarks/runtime_vs_torch.py).
+    for i, (sig, s, sig_e, c_x, c_d, alpha, beta, gamma) in enumerate(steps):
+        if s == 1.0:
+            np.copyto(x32, x, casting="same_kind")
+        else:
+            np.divide(x, s, out=tmp)
+            np.copyto(x32, tmp, casting="same_kind")
+        sigma32.fill(sig)
+        np.copyto(d_i, run())
+        if callback is not None:
+            report(callback, i, x, sig, sigmas[i + 1], d_i, s)
+        np.multiply(x, c_x, out=tmp)  # Euler step, as the next model input
+        np.multiply(d_i, c_d, out=d_e)
+        tmp += d_e
+        np.copyto(x32, tmp, casting="same_kind")
+        sigma32.fill(sig_e)
+        np.copyto(d_e, run())
+        x *= alpha  # 2nd-order correction
+        d_i *= beta
+        x += d_i
+        d_e *= gamma
+        x += d_e
+        if not math.isfinite(np.dot(x_flat, x_flat)):
+            call.step = i
+            call.guard(d_i, sig)  # raises for the first non-finite D
+            call.guard(d_e, sig_e)
+            raise NonFiniteOutputError(f"the state overflowed at step {i} (σ = {sig_e:.6g}) "
+                                       f"with a finite denoiser")
+    call.step = n - 1
+    denoised = call(x, tab.sigma[n - 1], tab.s[n - 1])
+    report(callback, n - 1, x, sigmas[n - 1], 0.0, denoised, tab.s[n - 1])
+    return denoised
 
 
 def dpmpp_2m(denoiser: Denoiser, x: np.ndarray, sigmas, *, callback: Callback = None
@@ -87,7 +118,7 @@ def dpmpp_2m(denoiser: Denoiser, x: np.ndarray, sigmas, *, callback: Callback = 
         denoised = call(x, sig)
         report(callback, i, x, sig, sig_next, denoised)
         if sig_next == 0:
-            return denoised.astype(np.float64)
+            return denoised
         h = math.log(sig / sig_next)  # λ_next − λ
         if h_last is None:
             np.copyto(d, denoised)  # 1st-order step

@@ -39,40 +39,40 @@ def _import_ort():
 
 
 class _Binding:
-    """Inputs and output of one batch size, allocated once."""
+    """Inputs and output of one batch size, allocated once: the ``Bound`` of
+    ``edgediff.runtime._call`` — a step loop writes ``x`` and ``sigma`` and calls
+    ``run``."""
 
     def __init__(self, ort, session, batch: int, sample_shape: tuple[int, ...], device: str,
                  device_id: int, host_arrays: bool | None = None):
         shape = (batch, *sample_shape)
-        self.io = session.io_binding()
-        # NumPy arrays ONNX Runtime reads and writes in place (CPU), or OrtValues on the device
+        self.session, self.io = session, session.io_binding()
+        self.x = np.empty(shape, np.float32)
+        self.sigma = np.empty((batch,), np.float32)
+        # ONNX Runtime reads and writes NumPy arrays in place (CPU), or device OrtValues
         self.on_host = device == "cpu" if host_arrays is None else host_arrays
         if self.on_host:
-            self.x = np.empty(shape, np.float32)
-            self.sigma = np.empty((batch,), np.float32)
             self.out = np.empty(shape, np.float32)
             self.io.bind_cpu_input("x", self.x)
             self.io.bind_cpu_input("sigma", self.sigma)
             self.io.bind_output("denoised", "cpu", 0, np.float32, shape, self.out.ctypes.data)
         else:
             new = ort.OrtValue.ortvalue_from_shape_and_type
-            self.x = new(shape, np.float32, device, device_id)
-            self.sigma = new((batch,), np.float32, device, device_id)
-            self.out = new(shape, np.float32, device, device_id)
-            self.io.bind_ortvalue_input("x", self.x)
-            self.io.bind_ortvalue_input("sigma", self.sigma)
-            self.io.bind_ortvalue_output("denoised", self.out)
+            self.x_dev = new(shape, np.float32, device, device_id)
+            self.sigma_dev = new((batch,), np.float32, device, device_id)
+            self.out_dev = new(shape, np.float32, device, device_id)
+            self.io.bind_ortvalue_input("x", self.x_dev)
+            self.io.bind_ortvalue_input("sigma", self.sigma_dev)
+            self.io.bind_ortvalue_output("denoised", self.out_dev)
 
-    def run(self, session, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    def run(self) -> np.ndarray:
         if self.on_host:
-            np.copyto(self.x, x)
-            np.copyto(self.sigma, sigma)
-            session.run_with_iobinding(self.io)
+            self.session.run_with_iobinding(self.io)
             return self.out
-        self.x.update_inplace(x)
-        self.sigma.update_inplace(sigma)
-        session.run_with_iobinding(self.io)
-        return self.out.numpy()
+        self.x_dev.update_inplace(self.x)
+        self.sigma_dev.update_inplace(self.sigma)
+        self.session.run_with_iobinding(self.io)
+        return self.out_dev.numpy()
 
 
 class OrtDenoiser:
@@ -124,14 +124,21 @@ class OrtDenoiser:
                 raise EdgediffError(f"{self.path}: input {name} is {inputs[name].type}; edgediff "
                                     f"models take float32")
 
-    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-        """D(x; σ) as float32 [B, *sample_shape]; the array is reused by the next call."""
-        x, sigma = check_inputs(self.info, x, sigma)
-        binding = self._bindings.get(x.shape[0])
+    def bind(self, batch: int) -> _Binding:
+        """The IOBinding of one batch size (kept for the last few batch sizes)."""
+        binding = self._bindings.get(batch)
         if binding is None:
             if len(self._bindings) >= _MAX_BINDINGS:
                 self._bindings.pop(next(iter(self._bindings)))
-            binding = _Binding(self._ort, self.session, x.shape[0], self.info.sample_shape,
+            binding = _Binding(self._ort, self.session, batch, self.info.sample_shape,
                                self._device, self._device_id)
-            self._bindings[x.shape[0]] = binding
-        return binding.run(self.session, x, sigma)
+            self._bindings[batch] = binding
+        return binding
+
+    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """D(x; σ) as float32 [B, *sample_shape]; the array is reused by the next call."""
+        x, sigma = check_inputs(self.info, x, sigma)
+        binding = self.bind(x.shape[0])
+        np.copyto(binding.x, x)
+        np.copyto(binding.sigma, sigma)
+        return binding.run()

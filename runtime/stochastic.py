@@ -26,7 +26,7 @@ class _Clamp:
 
     def __init__(self, clip: Range, shape: tuple[int, ...]):
         self.clip = clip
-        self.out = None if clip is None else np.empty(shape, dtype=np.float32)
+        self.out = None if clip is None else np.empty(shape, dtype=np.float64)
 
     def __call__(self, denoised: np.ndarray) -> np.ndarray:
         if self.clip is None:
@@ -57,7 +57,7 @@ def ddpm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, variance:
         denoised = clamp(call(x, sig))
         report(callback, i, x, sig, sig_next, denoised)
         if sig_next == 0:
-            return denoised.astype(np.float64)
+            return denoised
         r = (sig_next / sig) ** 2
         if variance == "small":
             v = sig_next**2 * (1 - r)
@@ -88,7 +88,7 @@ def ddim(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, eta: floa
         clipped = clamp(denoised)
         report(callback, i, x, sig, sig_next, clipped)
         if sig_next == 0:
-            return clipped.astype(np.float64)
+            return clipped
         c = eta * sig_next * math.sqrt(1 - (sig_next / sig) ** 2)
         x -= denoised  # σ_i·ε̂
         x *= math.sqrt(max(sig_next**2 - c**2, 0.0)) / sig
@@ -114,7 +114,7 @@ def euler_maruyama(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Sched
         denoised = call(x, sig, s)
         report(callback, i, x, sigmas[i], sigmas[i + 1], denoised, s)
         if sigmas[i + 1] == 0:
-            return denoised.astype(np.float64)
+            return denoised
         np.divide(x, s, out=score)
         np.subtract(denoised, score, out=score)
         score /= s * sig**2
@@ -153,7 +153,7 @@ def edm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, S_churn: f
         denoised = call(x, t_hat)
         report(callback, i, x, t_hat, t_next, denoised)
         if t_next == 0:
-            return denoised.astype(np.float64)
+            return denoised
         np.subtract(x, denoised, out=d_cur)
         d_cur /= t_hat
         np.multiply(d_cur, t_next - t_hat, out=x_next)

@@ -200,6 +200,11 @@ def test_the_device_binding_path_computes_the_same_on_cpu_ortvalues(exported):
     for _ in range(2):  # buffers are reused across calls
         x = rng.standard_normal((3, 1, 8, 8)).astype(np.float32)
         s = np.array([0.01, 1.0, 50.0], np.float32)
-        got = binding.run(D.session, x, s)
+        binding.x[...], binding.sigma[...] = x, s
+        got = binding.run()
         (ref,) = D.session.run(None, {"x": x, "sigma": s})
         assert np.array_equal(got, ref)
+    # a whole run through it: the step loops write its host staging buffers
+    host = runtime.sample(D, 3, batch=3, solver="heun", steps=6)
+    D._bindings[3] = binding
+    assert np.array_equal(runtime.sample(D, 3, batch=3, solver="heun", steps=6), host)
