@@ -27,11 +27,13 @@ from edgediff.samplers.reference import reference_run
 
 RUNS = [  # solver, steps, options
     ("ddpm", 1000, {"variance": "small"}),
+    ("ddpm", 1000, {"clip": True}),
     ("euler_maruyama", 1000, {}),
     ("euler", 35, {}),
     ("heun", 18, {}),
     ("edm", 64, {"S_churn": 40.0, "S_tmin": 0.05, "S_tmax": 50.0, "S_noise": 1.003}),
     ("ddim", 50, {"eta": 1.0}),
+    ("ddim", 50, {"eta": 0.0, "clip": True}),
     ("dpmpp_2m", 10, {}),
 ]
 
@@ -42,7 +44,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    print(f"{'solver':<16}{'steps':>6}{'mixture':>11}{'digits':>11}   max abs diff, {args.num} "
+    print(f"{'solver':<16}{'options':<52}{'steps':>6}{'mixture':>11}{'digits':>11}   max abs diff, {args.num} "
           f"samples, runtime vs torch reference")
     with tempfile.TemporaryDirectory() as tmp:
         models = {}
@@ -60,7 +62,8 @@ def main() -> None:
                 ref = reference_run(model.denoiser, D.info, settings, sigmas, args.seed,
                                     range(args.num))
                 errs.append(float(np.abs(got - ref).max()))
-            print(f"{solver:<16}{steps:>6}{errs[0]:>11.2e}{errs[1]:>11.2e}")
+            opts = ", ".join(f"{k}={v}" for k, v in options.items())
+            print(f"{solver:<16}{opts:<52}{steps:>6}{errs[0]:>11.2e}{errs[1]:>11.2e}")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,8 @@ class Call:
 
 def report(callback: Callback, i: int, x: np.ndarray, sigma: float, sigma_next: float,
            denoised: np.ndarray, scale: float = 1.0) -> None:
-    """Hand step i to the callback: x̂ (= x / scale), σ, the next σ, and D."""
+    """Hand step i to the callback: x̂ (= x / scale), σ, the next σ, and D. D is
+    the loop's own buffer, overwritten later: a callback copies what it keeps."""
     if callback is not None:
         callback({"i": i, "x": x / scale, "sigma": sigma, "sigma_next": sigma_next,
                   "denoised": denoised})
