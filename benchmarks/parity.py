@@ -44,8 +44,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    print(f"{'solver':<16}{'options':<52}{'steps':>6}{'mixture':>11}{'digits':>11}   max abs diff, {args.num} "
-          f"samples, runtime vs torch reference")
+    print(f"{'solver':<16}{'options':<52}{'steps':>6}{'mixture':>11}{'digits':>11}"
+          f"   max abs diff, {args.num} samples, runtime vs torch reference")
     with tempfile.TemporaryDirectory() as tmp:
         models = {}
         for name, model in (("mixture", mixture_model()), ("digits", load_bundled())):

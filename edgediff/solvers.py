@@ -42,6 +42,29 @@ def steps_for_nfe(name: str, n: int) -> int:
     return -(-(n + saved) // per_step)
 
 
+DDPM_VARIANCES = ("small", "large")
+
+
+def check_ddpm_variance(variance: str) -> str:
+    if variance not in DDPM_VARIANCES:
+        raise EdgediffError(f"unknown DDPM variance {variance!r}; choose one of "
+                            f"{', '.join(DDPM_VARIANCES)}")
+    return variance
+
+
+def ddpm_step(sig: float, sig_next: float, variance: str) -> tuple[float, float]:
+    """One DDPM ancestral step from σ_i to σ_j in x̂-coordinates (DESIGN.md §2):
+    x̂' = r·x̂ + (1 − r)·D + std·z with r = σ_j²/σ_i² and std² the posterior
+    ("small", σ_j²(1 − r)) or the jump's ("large", (σ_i² − σ_j²)(1 + σ_j²)/(1 + σ_i²))
+    variance. Returns (r, std)."""
+    r = (sig_next / sig) ** 2
+    if variance == "small":
+        v = sig_next**2 * (1 - r)
+    else:
+        v = (sig**2 - sig_next**2) * (1 + sig_next**2) / (1 + sig**2)
+    return r, v**0.5
+
+
 def check_sigmas(sigmas) -> list[float]:
     """Validate a σ grid (decreasing, positive, ending in 0) and return float64 scalars."""
     s = np.asarray(sigmas, dtype=np.float64)

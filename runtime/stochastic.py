@@ -15,9 +15,8 @@ import numpy as np
 from edgediff.errors import EdgediffError
 from edgediff.runtime._call import Call, Callback, Denoiser, NoiseFn, report
 from edgediff.schedules import Schedule
-from edgediff.solvers import GridTable, check_sigmas
+from edgediff.solvers import GridTable, check_ddpm_variance, check_sigmas, ddpm_step
 
-VARIANCES = ("small", "large")
 Range = tuple[float, float] | None
 
 
@@ -44,9 +43,7 @@ def ddpm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, variance:
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) from σ_i to σ_j:
     x̂' = r·x̂ + (1 − r)·D + sqrt(v)·z, r = σ_j²/σ_i², with the posterior ("small")
     or the jump's ("large") variance v; ``clip=(lo, hi)`` clamps D first."""
-    if variance not in VARIANCES:
-        raise EdgediffError(f"unknown DDPM variance {variance!r}; choose one of "
-                            f"{', '.join(VARIANCES)}")
+    check_ddpm_variance(variance)
     sigmas = check_sigmas(sigmas)
     call, clamp = Call(denoiser, x.shape), _Clamp(clip, x.shape)
     x = np.array(x, dtype=np.float64)
@@ -58,14 +55,10 @@ def ddpm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, variance:
         report(callback, i, x, sig, sig_next, denoised)
         if sig_next == 0:
             return denoised
-        r = (sig_next / sig) ** 2
-        if variance == "small":
-            v = sig_next**2 * (1 - r)
-        else:
-            v = (sig**2 - sig_next**2) * (1 + sig_next**2) / (1 + sig**2)
+        r, std = ddpm_step(sig, sig_next, variance)
         x *= r
         _add_scaled(x, 1 - r, denoised, tmp)
-        _add_scaled(x, math.sqrt(v), noise(i), tmp)
+        _add_scaled(x, std, noise(i), tmp)
     raise AssertionError("unreachable: σ grids end in 0")
 
 

@@ -17,8 +17,8 @@ from edgediff.samplers._common import (
     report,
     start_state,
 )
+from edgediff.solvers import check_ddpm_variance, ddpm_step
 
-VARIANCES = ("small", "large")
 Range = tuple[float, float] | None
 
 
@@ -39,9 +39,7 @@ def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, variance: str = "small"
     seed 003 proof 6). On consecutive DDPM indices this is seed 004's update.
     ``clip=(lo, hi)`` clamps D to the data range first (diffusers' ``clip_sample``).
     """
-    if variance not in VARIANCES:
-        raise EdgediffError(f"unknown DDPM variance {variance!r}; choose one of "
-                            f"{', '.join(VARIANCES)}")
+    check_ddpm_variance(variance)
     sigmas = as_sigmas(sigmas)
     x = start_state(x)
     z = noise_source(noise, x, generator)
@@ -51,12 +49,8 @@ def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, variance: str = "small"
         report(callback, i, x, sig, sig_next, denoised)
         if sig_next == 0:
             return denoised
-        r = (sig_next / sig) ** 2
-        if variance == "small":
-            v = sig_next**2 * (1 - r)
-        else:
-            v = (sig**2 - sig_next**2) * (1 + sig_next**2) / (1 + sig**2)
-        x = r * x + (1 - r) * denoised + math.sqrt(v) * z(i)
+        r, std = ddpm_step(sig, sig_next, variance)
+        x = r * x + (1 - r) * denoised + std * z(i)
     raise AssertionError("unreachable: σ grids end in 0")
 
 

@@ -69,8 +69,9 @@ def backend_options(f):
     return f
 
 
-_KNOBS = {"eta": "eta", "variance": "variance", "clip": "clip", "s_churn": "S_churn", "s_tmin": "S_tmin",
-          "s_tmax": "S_tmax", "s_noise": "S_noise", "rho": "rho", "spacing": "spacing"}
+_KNOBS = {"eta": "eta", "variance": "variance", "clip": "clip", "s_churn": "S_churn",
+          "s_tmin": "S_tmin", "s_tmax": "S_tmax", "s_noise": "S_noise", "rho": "rho",
+          "spacing": "spacing"}
 
 
 def resolve(preset: str | None, solver: str | None, steps: int | None,

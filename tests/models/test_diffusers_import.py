@@ -190,7 +190,7 @@ def test_clip_sample_travels_into_the_artifact(tmp_path, clip_sample, clip_range
     from edgediff import runtime
     from edgediff.export.onnx import export_onnx
 
-    folder, _, sched = make_folder(tmp_path, "epsilon", "trailing", clip_sample=clip_sample)
+    folder, _, _ = make_folder(tmp_path, "epsilon", "trailing", clip_sample=clip_sample)
     cfg = folder / "scheduler" / "scheduler_config.json"
     cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "clip_sample_range": clip_range}))
     loaded = load_diffusers(folder)

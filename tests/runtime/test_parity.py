@@ -75,7 +75,8 @@ def test_clip_clamps_every_denoised_estimate(exported, solver):
         seen = []
         runs[clip] = runtime.sample_batch(D, settings, sigmas,
                                           NoiseStreams(SEED, range(BATCH), D.info.sample_shape),
-                                          callback=lambda s: seen.append(s["denoised"].copy()))
+                                          callback=lambda s, seen=seen: seen.append(
+                                              s["denoised"].copy()))
         if clip:
             assert all(d.min() >= lo and d.max() <= hi for d in seen)
             ref = torch_reference(model, D.info, settings, sigmas, SEED, range(BATCH))
