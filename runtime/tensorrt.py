@@ -5,9 +5,8 @@ the sidecar records (engines are code), and only on the TensorRT version and
 compute capability that built it — otherwise a "rebuild" message, never a
 deserialization crash. Inference is ``execute_async_v3`` on one CUDA stream
 with device buffers allocated once per batch size; ``cuda_graph=True``
-captures each batch size's launch into a CUDA graph on first use and replays
-it (static shapes per graph, as CUDA graphs need). TensorRT 10 Python API and
-cuda-python, both imported lazily.
+captures the launch into a CUDA graph and replays it (``LaunchPlan`` says
+when). TensorRT 10 Python API and cuda-python, both imported lazily.
 """
 
 from __future__ import annotations
@@ -53,8 +52,43 @@ def plan_info(plan: str | Path) -> tuple[ArtifactInfo, dict]:
     return ArtifactInfo.from_props(side["metadata"], where=str(plan)), side
 
 
+class LaunchPlan:
+    """What each call does: bind a batch size to the context, then run eagerly,
+    capture a CUDA graph, or replay it.
+
+    One execution context serves every batch size (an engine's single
+    optimization profile belongs to one context at a time). A CUDA graph fixes
+    the shapes, tensor addresses and context state it was captured with, so
+    binding another batch size drops it. After binding, the first call runs
+    eagerly: TensorRT does deferred shape-dependent work on the first enqueue
+    after a shape change, which stream capture cannot record. The next call
+    captures (and runs the graph), later ones replay it.
+    """
+
+    EAGER, CAPTURE, REPLAY = "eager", "capture", "replay"
+
+    def __init__(self, cuda_graph: bool):
+        self.cuda_graph = cuda_graph
+        self.batch: int | None = None
+        self._calls = 0  # calls since the current batch size was bound
+
+    def forget(self) -> None:
+        """After a failed call: bind again on the next one."""
+        self.batch = None
+
+    def next(self, batch: int) -> tuple[bool, str]:
+        """(bind this batch size first, then what to do) for a call on ``batch``."""
+        rebind = batch != self.batch
+        if rebind:
+            self.batch, self._calls = batch, 0
+        self._calls += 1
+        if not self.cuda_graph or self._calls == 1:
+            return rebind, self.EAGER
+        return rebind, self.CAPTURE if self._calls == 2 else self.REPLAY
+
+
 class _Buffers:
-    """Device tensors of one batch size, bound to the context once."""
+    """Device tensors of one batch size."""
 
     def __init__(self, cudart, batch: int, sample_shape: tuple[int, ...]):
         self.shape = (batch, *sample_shape)
@@ -64,11 +98,8 @@ class _Buffers:
         self.sigma = _ok(cudart.cudaMalloc(self.sigma_bytes))
         self.out = _ok(cudart.cudaMalloc(self.x_bytes))
         self.host_out = np.empty(self.shape, np.float32)
-        self.graph = None
 
     def free(self, cudart) -> None:
-        if self.graph is not None:
-            cudart.cudaGraphExecDestroy(self.graph)
         for ptr in (self.x, self.sigma, self.out):
             cudart.cudaFree(ptr)
 
@@ -99,56 +130,76 @@ class TrtDenoiser:
         self.context = self.engine.create_execution_context()
         self.min_batch, self.max_batch = profile_batch_range(self.sidecar)
         self.stream = _ok(self._cudart.cudaStreamCreate())
-        self.cuda_graph = cuda_graph
+        self._plan = LaunchPlan(cuda_graph)
+        self._graph = None  # the instantiated graph of the bound batch size
         self._buffers: dict[int, _Buffers] = {}
-        self._bound: int | None = None
 
     def _bind(self, batch: int) -> _Buffers:
-        if not self.min_batch <= batch <= self.max_batch:
-            raise EdgediffError(f"{self.path} was built for batch {self.min_batch}…"
-                                f"{self.max_batch}, asked for {batch}: sample with --batch "
-                                f"≤ {self.max_batch}, or rebuild with --max-batch {batch}")
+        """Point the context at this batch size's buffers (dropping any graph)."""
         buf = self._buffers.get(batch)
         if buf is None:
             buf = self._buffers[batch] = _Buffers(self._cudart, batch, self.info.sample_shape)
-        if self._bound != batch:
-            self.context.set_input_shape("x", buf.shape)
-            self.context.set_input_shape("sigma", (batch,))
-            for name, ptr in (("x", buf.x), ("sigma", buf.sigma), ("denoised", buf.out)):
-                self.context.set_tensor_address(name, int(ptr))
-            self._bound = batch
+        self._drop_graph()
+        self.context.set_input_shape("x", buf.shape)
+        self.context.set_input_shape("sigma", (batch,))
+        for name, ptr in (("x", buf.x), ("sigma", buf.sigma), ("denoised", buf.out)):
+            self.context.set_tensor_address(name, int(ptr))
         return buf
 
-    def _launch(self, buf: _Buffers) -> None:
+    def _enqueue(self) -> None:
+        if not self.context.execute_async_v3(int(self.stream)):
+            raise EdgediffError(f"TensorRT failed to run {self.path}")
+
+    def _capture(self) -> None:
         cudart, stream = self._cudart, self.stream
-        if not self.cuda_graph:
-            if not self.context.execute_async_v3(int(stream)):
-                raise EdgediffError(f"TensorRT failed to run {self.path}")
-            return
-        if buf.graph is None:  # capture this batch size's launch once, then replay it
-            _ok(cudart.cudaStreamBeginCapture(
-                stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
-            self.context.execute_async_v3(int(stream))
+        _ok(cudart.cudaStreamBeginCapture(
+            stream, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal))
+        try:
+            self._enqueue()
+        finally:  # always leave capture mode, or the stream stays unusable
             graph = _ok(cudart.cudaStreamEndCapture(stream))
-            buf.graph = _ok(cudart.cudaGraphInstantiate(graph, 0))
+        try:
+            self._graph = _ok(cudart.cudaGraphInstantiate(graph, 0))
+        finally:
             cudart.cudaGraphDestroy(graph)
-        _ok(cudart.cudaGraphLaunch(buf.graph, stream))
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None:
+            self._cudart.cudaGraphExecDestroy(self._graph)
+            self._graph = None
 
     def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         x, sigma = check_inputs(self.info, x, sigma)
         x, sigma = np.ascontiguousarray(x), np.ascontiguousarray(sigma)
-        buf = self._bind(x.shape[0])
+        batch = x.shape[0]
+        if not self.min_batch <= batch <= self.max_batch:
+            raise EdgediffError(f"{self.path} was built for batch {self.min_batch}…"
+                                f"{self.max_batch}, asked for {batch}: sample with --batch "
+                                f"≤ {self.max_batch}, or rebuild with --max-batch {batch}")
+        rebind, action = self._plan.next(batch)
         cudart, stream = self._cudart, self.stream
-        h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        _ok(cudart.cudaMemcpyAsync(buf.x, x.ctypes.data, buf.x_bytes, h2d, stream))
-        _ok(cudart.cudaMemcpyAsync(buf.sigma, sigma.ctypes.data, buf.sigma_bytes, h2d, stream))
-        self._launch(buf)
+        try:
+            buf = self._bind(batch) if rebind else self._buffers[batch]
+            h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+            _ok(cudart.cudaMemcpyAsync(buf.x, x.ctypes.data, buf.x_bytes, h2d, stream))
+            _ok(cudart.cudaMemcpyAsync(buf.sigma, sigma.ctypes.data, buf.sigma_bytes, h2d,
+                                       stream))
+            if action == LaunchPlan.EAGER:
+                self._enqueue()
+            else:
+                if action == LaunchPlan.CAPTURE:
+                    self._capture()
+                _ok(cudart.cudaGraphLaunch(self._graph, stream))
+        except BaseException:
+            self._plan.forget()  # the next call binds afresh and runs eagerly
+            raise
         _ok(cudart.cudaMemcpyAsync(buf.host_out.ctypes.data, buf.out, buf.x_bytes,
                                    cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
         _ok(cudart.cudaStreamSynchronize(stream))
         return buf.host_out
 
     def close(self) -> None:
+        self._drop_graph()
         for buf in self._buffers.values():
             buf.free(self._cudart)
         self._buffers.clear()

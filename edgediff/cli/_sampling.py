@@ -57,7 +57,8 @@ def backend_options(f):
         click.option("--threads", type=click.IntRange(1), default=None,
                      help="CPU threads for ONNX Runtime (default: its own choice)."),
         click.option("--cuda-graph", is_flag=True,
-                     help="TensorRT plans: capture each batch size's launch in a CUDA graph."),
+                     help="TensorRT plans: replay the engine's launch from a CUDA graph "
+                          "(captured on the second call of each batch size)."),
         click.option("--metadata", "metadata_file", default=None,
                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="JSON object of edgediff metadata (docs/artifact.md) that supplies "

@@ -179,3 +179,23 @@ def test_engine_builds_and_matches_onnxruntime(tmp_path, mixture_onnx):
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (ref,) = sess.run(None, {"x": x.cpu().numpy(), "sigma": s.cpu().numpy()})
     np.testing.assert_allclose(y.cpu().numpy(), ref, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.trt
+@pytest.mark.gpu
+@pytest.mark.skipif(_trt_and_cuda() is not None, reason=str(_trt_and_cuda()))
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_the_plan_samples_like_onnxruntime(tmp_path, mixture_onnx, cuda_graph):
+    """The whole runtime on a plan, across a batch-size change (8 then 3), with
+    and without CUDA graphs, against the same run on ONNX Runtime (CPU)."""
+    from edgediff import runtime
+    from edgediff.export.tensorrt import build_engine
+
+    path, meta = mixture_onnx
+    engine_bytes, side = build_engine(path, meta, BuildSettings(max_batch=8))
+    plan = tmp_path / "m.plan"
+    write_plan(plan, engine_bytes, side)
+    with runtime.load(plan, cuda_graph=cuda_graph) as D:
+        got = runtime.sample(D, 11, seed=3, batch=8, solver="heun", steps=18)
+    want = runtime.sample(runtime.load(path), 11, seed=3, batch=8, solver="heun", steps=18)
+    assert np.abs(got - want).max() <= 1e-3

@@ -5,6 +5,7 @@ with TensorRT itself stood in by a module whose Runtime must never be reached.
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from edgediff.errors import EdgediffError
@@ -71,3 +72,156 @@ def test_plan_info_reads_the_metadata_without_a_gpu(plan):
 
     info, side = plan_info(plan)
     assert info.sample_shape == (2,) and side["profiles"][0]["x"][2] == [8, 2]
+
+
+def test_launch_plan_runs_eagerly_after_binding_then_captures_then_replays():
+    from edgediff.runtime.tensorrt import LaunchPlan
+
+    plan = LaunchPlan(cuda_graph=True)
+    got = [plan.next(b) for b in (16, 16, 16, 16, 4, 4, 4, 16)]
+    assert got == [(True, "eager"), (False, "capture"), (False, "replay"), (False, "replay"),
+                   (True, "eager"), (False, "capture"), (False, "replay"), (True, "eager")]
+    plan.forget()  # a failed call: bind again and run eagerly
+    assert plan.next(16) == (True, "eager")
+    plain = LaunchPlan(cuda_graph=False)
+    assert [plain.next(b) for b in (2, 2, 2, 5)] == [(True, "eager"), (False, "eager"),
+                                                     (False, "eager"), (True, "eager")]
+
+
+class FakeCuda:
+    """cuda-python's runtime calls with CUDA's semantics, on host memory: work
+    enqueued while a stream is capturing is recorded, not run, and a graph
+    replays it with the shapes and addresses it was captured with."""
+
+    def __init__(self):
+        self.cudaMemcpyKind = types.SimpleNamespace(  # cuda-python's names
+            cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
+        self.cudaStreamCaptureMode = types.SimpleNamespace(cudaStreamCaptureModeThreadLocal=1)
+        self.memory, self.graphs, self.capturing = {}, {}, None
+        self.counts = {"eager": 0, "captured": 0, "replayed": 0}
+        self._next = 0x1000
+
+    def _handle(self):
+        self._next += 0x1000
+        return self._next
+
+    def cudaMalloc(self, n):
+        ptr = self._handle()
+        self.memory[ptr] = np.zeros(n, np.uint8)
+        return 0, ptr
+
+    def cudaFree(self, ptr):
+        del self.memory[ptr]
+        return (0,)
+
+    def cudaMemcpyAsync(self, dst, src, n, kind, stream):
+        import ctypes
+
+        if kind == self.cudaMemcpyKind.cudaMemcpyHostToDevice:
+            ctypes.memmove(self.memory[dst].ctypes.data, src, n)
+        else:
+            ctypes.memmove(dst, self.memory[src].ctypes.data, n)
+        return (0,)
+
+    def cudaStreamCreate(self):
+        return 0, self._handle()
+
+    def cudaStreamDestroy(self, stream):
+        return (0,)
+
+    def cudaStreamSynchronize(self, stream):
+        return (0,)
+
+    def cudaStreamBeginCapture(self, stream, mode):
+        self.capturing = []
+        return (0,)
+
+    def cudaStreamEndCapture(self, stream):
+        ops, self.capturing = self.capturing, None
+        graph = self._handle()
+        self.graphs[graph] = ops
+        return 0, graph
+
+    def cudaGraphInstantiate(self, graph, flags):
+        exe = self._handle()
+        self.graphs[exe] = list(self.graphs[graph])
+        return 0, exe
+
+    def cudaGraphDestroy(self, graph):
+        del self.graphs[graph]
+        return (0,)
+
+    def cudaGraphExecDestroy(self, exe):
+        return self.cudaGraphDestroy(exe)
+
+    def cudaGraphLaunch(self, exe, stream):
+        for op in self.graphs[exe]:
+            self.counts["replayed"] += 1
+            self.run(*op)
+        return (0,)
+
+    def run(self, shapes, addresses):
+        """The fake engine: denoised = 2·x + σ."""
+        b, dim = shapes["x"]
+        x = self.memory[addresses["x"]].view(np.float32)[: b * dim].reshape(b, dim)
+        sigma = self.memory[addresses["sigma"]].view(np.float32)[:b]
+        self.memory[addresses["denoised"]].view(np.float32)[: b * dim] = \
+            (2 * x + sigma[:, None]).ravel()
+
+
+class FakeContext:
+    def __init__(self, cuda):
+        self.cuda, self.shapes, self.addresses = cuda, {}, {}
+
+    def set_input_shape(self, name, shape):
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def set_tensor_address(self, name, ptr):
+        self.addresses[name] = ptr
+        return True
+
+    def execute_async_v3(self, stream):
+        op = (dict(self.shapes), dict(self.addresses))
+        if self.cuda.capturing is not None:
+            self.cuda.counts["captured"] += 1
+            self.cuda.capturing.append(op)
+        else:
+            self.cuda.counts["eager"] += 1
+            self.cuda.run(*op)
+        return True
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_the_backend_follows_the_launch_plan_across_batch_sizes(plan, fake_trt, monkeypatch,
+                                                                cuda_graph):
+    """Every call returns this call's result — never a stale graph's — while batch
+    sizes change, and closing frees every buffer and graph."""
+    module, backend = fake_trt
+    cuda = FakeCuda()
+    engine = types.SimpleNamespace(create_execution_context=lambda: FakeContext(cuda))
+
+    class Logger:
+        WARNING = 0
+
+        def __init__(self, level):
+            pass
+
+    module.Logger = Logger
+    module.Runtime = lambda logger: types.SimpleNamespace(
+        deserialize_cuda_engine=lambda data: engine)
+    monkeypatch.setattr(backend, "_cudart", lambda: cuda)
+    rng = np.random.default_rng(0)
+    batches = (8, 8, 8, 8, 3, 3, 3, 8, 8)
+    with backend.TrtDenoiser(plan, cuda_graph=cuda_graph) as D:
+        for b in batches:
+            x = rng.standard_normal((b, 2)).astype(np.float32)
+            sigma = rng.uniform(0.1, 10, b).astype(np.float32)
+            np.testing.assert_array_equal(D(x, sigma), 2 * x + sigma[:, None])
+        with pytest.raises(EdgediffError, match="built for batch 1…8"):
+            D(np.zeros((9, 2), np.float32), np.ones(9, np.float32))
+    if cuda_graph:  # eager after each of 3 bindings, one capture each, replays the rest
+        assert cuda.counts == {"eager": 3, "captured": 3, "replayed": len(batches) - 3}
+    else:
+        assert cuda.counts == {"eager": len(batches), "captured": 0, "replayed": 0}
+    assert cuda.memory == {} and cuda.graphs == {}
