@@ -105,6 +105,13 @@ class OrtDenoiser:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise EdgediffError(f"{self.path} is not an ONNX model ONNX Runtime can load: "
                                 f"{first}") from None
+        active = self.session.get_providers()
+        if active[0] != PROVIDERS[provider][0]:  # ONNX Runtime falls back with only a log line
+            raise EdgediffError(
+                f"ONNX Runtime lists {PROVIDERS[provider][0]} but could not start it for "
+                f"{self.path} (running on {', '.join(active)}); check that the CUDA"
+                f"{', cuDNN and TensorRT' if provider == 'tensorrt' else ' and cuDNN'} "
+                f"libraries onnxruntime-gpu was built for are installed, or use --provider cpu")
         props = props_with_overrides(self.session.get_modelmeta().custom_metadata_map, metadata)
         self.info = ArtifactInfo.from_props(props, where=str(self.path))
         self._check_signature()

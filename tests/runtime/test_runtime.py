@@ -151,6 +151,25 @@ def test_unavailable_provider_names_the_gpu_extra(exported):
         runtime.load(path, provider="cuda")
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider")  # ONNX Runtime's own, about the fake
+@pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
+def test_a_provider_onnxruntime_lists_but_cannot_start_is_an_error(exported, monkeypatch,
+                                                                    provider):
+    """ONNX Runtime lists a GPU provider whose libraries are missing, then quietly
+    runs on the CPU. Here a CPU-only ONNX Runtime is made to list the GPU ones: the
+    session falls back just like that, and loading refuses instead of going on."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this ONNX Runtime has CUDA")
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    _, path = exported["digits"]
+    with pytest.raises(EdgediffError, match=r"could not start it .*running on "
+                                            r"CPUExecutionProvider.*--provider cpu"):
+        runtime.load(path, provider=provider)
+
+
 def test_metadata_overrides_describe_a_foreign_onnx_file(tmp_path):
     """A graph with the contract's inputs and outputs but no edgediff metadata
     samples once the user supplies it; overrides are checked."""
