@@ -13,6 +13,10 @@ timed with a denoiser that does no work, and "between", the time outside the
 denoiser calls of a real run (its step arithmetic after each ONNX Runtime call).
 
     python benchmarks/runtime_vs_torch.py [--threads 2] [--reps 30] [--onnx PATH]
+        [--torch-device cuda]
+
+``--torch-device cuda`` runs the torch reference on the GPU (synchronized per
+run) against the runtime on ONNX Runtime's CPU provider.
 """
 
 from __future__ import annotations
@@ -101,7 +105,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--onnx", default=None, help="exported bundled model (default: export now)")
+    ap.add_argument("--torch-device", default="cpu", help="where the torch reference runs")
     args = ap.parse_args()
+    device = torch.device(args.torch_device)
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     model = load_bundled()
@@ -110,12 +116,12 @@ def main() -> None:
         if not args.onnx:
             export_onnx(model, path, source_sha256="bench", validate=False)
         D = runtime.load(path, threads=args.threads)
-        reference = at_precision(model.denoiser.float().eval())
+        reference = at_precision(model.denoiser.float().eval().to(device))
         sigmas = runtime.sigma_grid(D.info, STEPS).tolist()
         n_calls = nfe("heun", STEPS)
         print(f"bundled digits model, heun {STEPS} steps ({n_calls} NFE), {args.threads} "
-              f"threads, {args.reps} warm repetitions; torch {torch.__version__}, onnxruntime "
-              f"{onnxruntime.__version__}")
+              f"threads, {args.reps} warm repetitions; torch {torch.__version__} on {device}, "
+              f"onnxruntime {onnxruntime.__version__} on CPU")
         print(f"{'batch':>5} {'torch ms/sample':>16} {'runtime ms/sample':>18} {'speed-up':>9} "
               f"{'1 call ms':>10} {'overhead':>9} {'loop µs/NFE':>12} {'floor':>6}"
               f" {'between µs':>11}"
@@ -123,13 +129,13 @@ def main() -> None:
         for batch in args.batches:
             rng = np.random.default_rng(batch)
             x = rng.standard_normal((batch, *D.info.sample_shape)) * sigmas[0]
-            x_t = torch.from_numpy(x)
+            x_t = torch.from_numpy(x).to(device)
             recorder = Recorder(D)
             runtime.SOLVERS["heun"](recorder, x, sigmas)
             got = runtime.SOLVERS["heun"](D, x, sigmas)  # warm-up, and the two agree
-            ref = heun(reference, x_t, sigmas).numpy()
+            ref = heun(reference, x_t, sigmas).cpu().numpy()
             assert np.abs(got - ref).max() < 1e-4, "runtime and reference disagree"
-            run_ref = lambda: heun(reference, x_t, sigmas)  # noqa: E731, B023
+            run_ref = lambda: heun(reference, x_t, sigmas).cpu()  # noqa: E731, B023
             run_rt = lambda: runtime.SOLVERS["heun"](D, x, sigmas)  # noqa: E731, B023
             calls = lambda: [D(a, s) for a, s in recorder.calls]  # noqa: E731, B023
             t_ref, t_rt, t_rt2, t_call = [], [], [], []
