@@ -6,12 +6,15 @@ and CPU behind it). Every call goes through IOBinding onto buffers allocated
 once per batch size: on the CPU they are NumPy arrays ONNX Runtime reads and
 writes in place; on a GPU, device OrtValues updated in place
 (``OrtValue.update_inplace``), so each step costs one host→device copy of x and
-σ and one device→host copy of the result.
+σ and one device→host copy of the result. The TensorRT execution provider gets
+one optimization profile over batch 1…``max_batch`` and an engine cache
+(``tensorrt_ep_options``), so only the first session builds an engine.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,44 @@ PROVIDERS = {
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
 _MAX_BINDINGS = 4  # batch sizes kept bound at once
+
+
+def default_cache_dir() -> Path:
+    """Where the TensorRT execution provider keeps its engines: $EDGEDIFF_CACHE, else
+    $XDG_CACHE_HOME/edgediff, else ~/.cache/edgediff; then ``ort-tensorrt``."""
+    root = os.environ.get("EDGEDIFF_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgediff"
+    return Path(root) / "ort-tensorrt"
+
+
+def _make_cache(cache_dir: Path | None) -> Path:
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgediffError(f"cannot create the engine cache {cache_dir}: {e}; set "
+                            f"EDGEDIFF_CACHE to a writable folder") from None
+    return cache_dir
+
+
+def tensorrt_ep_options(sample_shape: tuple[int, ...], max_batch: int, device_id: int,
+                        cache_dir: Path) -> dict:
+    """The TensorRT execution provider's options: an explicit profile over batch
+    1…max_batch (optimized for max_batch, the batch a sampling run uses most) for
+    both inputs, and an engine cache. ONNX Runtime keys cached engines on the model
+    and rebuilds when the profile changes; the cache holds engines, which are code,
+    so it lives in the user's own cache folder."""
+    dims = "x".join(str(d) for d in sample_shape)
+
+    def shapes(n: int) -> str:  # ONNX Runtime's "input:d0xd1…,input2:…" form
+        return f"x:{n}x{dims},sigma:{n}"
+
+    return {"device_id": device_id,
+            "trt_profile_min_shapes": shapes(1),
+            "trt_profile_opt_shapes": shapes(max_batch),
+            "trt_profile_max_shapes": shapes(max_batch),
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache_dir)}
 
 
 def _import_ort():
@@ -79,7 +120,8 @@ class OrtDenoiser:
     """D(x, σ) from an exported ONNX file, run by ONNX Runtime."""
 
     def __init__(self, path: str | Path, *, provider: str = "cpu", threads: int | None = None,
-                 device_id: int = 0, metadata: dict | None = None):
+                 device_id: int = 0, max_batch: int = 16, metadata: dict | None = None,
+                 cache_dir: Path | None = None):
         ort = _import_ort()
         self.path = Path(path)
         if provider not in PROVIDERS:
@@ -93,18 +135,24 @@ class OrtDenoiser:
                                 f"{', '.join(available)}); {hint}")
         if threads is not None and threads < 1:
             raise EdgediffError(f"threads must be ≥ 1, got {threads}")
+        if max_batch < 1:
+            raise EdgediffError(f"max_batch must be ≥ 1, got {max_batch}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         providers = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p
                      for p in PROVIDERS[provider]]
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
-        except Exception as e:  # ONNX Runtime raises its own unrelated types per failure
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise EdgediffError(f"{self.path} is not an ONNX model ONNX Runtime can load: "
-                                f"{first}") from None
+        self.max_batch = max_batch
+        info = None
+        if provider == "tensorrt":  # its profile needs the sample shape: read it first
+            peek = ort.SessionOptions()
+            peek.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            peek.log_severity_level = 3
+            info = self._read_info(self._open(ort, peek, ["CPUExecutionProvider"]), metadata)
+            providers[0] = ("TensorrtExecutionProvider", tensorrt_ep_options(
+                info.sample_shape, max_batch, device_id, _make_cache(cache_dir)))
+        self.session = self._open(ort, options, providers)
         active = self.session.get_providers()
         if active[0] != PROVIDERS[provider][0]:  # ONNX Runtime falls back with only a log line
             raise EdgediffError(
@@ -112,13 +160,24 @@ class OrtDenoiser:
                 f"{self.path} (running on {', '.join(active)}); check that the CUDA"
                 f"{', cuDNN and TensorRT' if provider == 'tensorrt' else ' and cuDNN'} "
                 f"libraries onnxruntime-gpu was built for are installed, or use --provider cpu")
-        props = props_with_overrides(self.session.get_modelmeta().custom_metadata_map, metadata)
-        self.info = ArtifactInfo.from_props(props, where=str(self.path))
+        self.info = info or self._read_info(self.session, metadata)
         self._check_signature()
         self._ort, self._device_id = ort, device_id
         self._device = "cpu" if provider == "cpu" else "cuda"
         self.provider = provider
         self._bindings: dict[int, _Binding] = {}
+
+    def _open(self, ort, options, providers):
+        try:
+            return ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as e:  # ONNX Runtime raises its own unrelated types per failure
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise EdgediffError(f"{self.path} is not an ONNX model ONNX Runtime can load: "
+                                f"{first}") from None
+
+    def _read_info(self, session, metadata: dict | None) -> ArtifactInfo:
+        props = props_with_overrides(session.get_modelmeta().custom_metadata_map, metadata)
+        return ArtifactInfo.from_props(props, where=str(self.path))
 
     def _check_signature(self) -> None:
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -134,6 +193,10 @@ class OrtDenoiser:
     def bind(self, batch: int) -> _Binding:
         """The IOBinding of one batch size (kept for the last few batch sizes)."""
         binding = self._bindings.get(batch)
+        if binding is None and self.provider == "tensorrt" and batch > self.max_batch:
+            raise EdgediffError(f"{self.path} was loaded with the TensorRT execution provider "
+                                f"for batches up to {self.max_batch}, asked for {batch}: load it "
+                                f"with max_batch ≥ {batch} (the CLI uses --batch)")
         if binding is None:
             if len(self._bindings) >= _MAX_BINDINGS:
                 self._bindings.pop(next(iter(self._bindings)))

@@ -174,10 +174,13 @@ def sample(denoiser: Denoiser, num: int, *, seed: int = 0, first: int = 0, batch
 
 
 def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None,
-         cuda_graph: bool = False, metadata: dict | None = None) -> Denoiser:
+         cuda_graph: bool = False, metadata: dict | None = None, max_batch: int = 16
+         ) -> Denoiser:
     """Open an artifact: ``.onnx`` with ONNX Runtime (``provider`` cpu, cuda or
     tensorrt), ``.plan`` with TensorRT (it must carry its sidecar). ``metadata``
-    overrides or supplies the ONNX file's edgediff metadata (docs/artifact.md)."""
+    overrides or supplies the ONNX file's edgediff metadata (docs/artifact.md).
+    ``max_batch`` bounds the TensorRT execution provider's profile (a plan's is
+    fixed when it is built)."""
     path = Path(path)
     if not path.exists():
         raise EdgediffError(f"no such file: {path}")
@@ -186,7 +189,8 @@ def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None,
     if path.suffix == ".onnx":
         from edgediff.runtime.ort import OrtDenoiser
 
-        return OrtDenoiser(path, provider=provider, threads=threads, metadata=metadata)
+        return OrtDenoiser(path, provider=provider, threads=threads, metadata=metadata,
+                           max_batch=max_batch)
     if path.suffix in (".plan", ".engine"):
         if metadata:
             raise EdgediffError("a plan's metadata is its sidecar's; --metadata is for ONNX "

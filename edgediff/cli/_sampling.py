@@ -53,7 +53,10 @@ def solver_options(f):
 def backend_options(f):
     opts = [
         click.option("--provider", type=click.Choice(PROVIDERS), default="cpu",
-                     show_default=True, help="ONNX Runtime execution provider (.onnx files)."),
+                     show_default=True,
+                     help="ONNX Runtime execution provider (.onnx files). tensorrt builds "
+                          "an engine for batches 1…--batch on first use and caches it in "
+                          "~/.cache/edgediff/ort-tensorrt ($EDGEDIFF_CACHE)."),
         click.option("--threads", type=click.IntRange(1), default=None,
                      help="CPU threads for ONNX Runtime (default: its own choice)."),
         click.option("--cuda-graph", is_flag=True,
@@ -104,11 +107,11 @@ def read_metadata_file(path: Path | None) -> dict | None:
 
 
 def load_artifact(path: Path, provider: str, threads: int | None, cuda_graph: bool,
-                  metadata_file: Path | None = None):
+                  metadata_file: Path | None = None, max_batch: int = 16):
     from edgediff import runtime
 
     return runtime.load(path, provider=provider, threads=threads, cuda_graph=cuda_graph,
-                        metadata=read_metadata_file(metadata_file))
+                        metadata=read_metadata_file(metadata_file), max_batch=max_batch)
 
 
 def pass_knobs(f):

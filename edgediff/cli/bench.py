@@ -140,7 +140,7 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
 
     runs, suite_num = plan_runs(suite, solvers, steps, nfe_list)
     num = num or suite_num or 256
-    D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file)
+    D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file, max_batch=batch)
     folder = writable_folder(out)
     score = score_for(D.info, num, seed)
     rows = run_bench(D, runs, num=num, batch=batch, seed=seed, score=score,

@@ -98,7 +98,7 @@ def command(artifact, preset, solver, steps, num, batch, seed, provider, threads
     from edgediff.runtime.sampling import SamplerSettings
 
     solver, steps, options = resolve(preset, solver, steps, **knobs)
-    D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file)
+    D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file, max_batch=batch)
     settings = SamplerSettings.resolve(D.info, solver, steps, options)
     folder = writable_folder(out)
     from edgediff.runtime import sample

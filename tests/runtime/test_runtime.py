@@ -170,6 +170,69 @@ def test_a_provider_onnxruntime_lists_but_cannot_start_is_an_error(exported, mon
         runtime.load(path, provider=provider)
 
 
+def test_tensorrt_ep_options_name_one_profile_over_the_batch_and_a_cache(tmp_path):
+    from edgediff.runtime.ort import tensorrt_ep_options
+
+    opts = tensorrt_ep_options((1, 8, 8), 16, 1, tmp_path)
+    assert opts == {"device_id": 1,
+                    "trt_profile_min_shapes": "x:1x1x8x8,sigma:1",
+                    "trt_profile_opt_shapes": "x:16x1x8x8,sigma:16",
+                    "trt_profile_max_shapes": "x:16x1x8x8,sigma:16",
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(tmp_path)}
+    assert tensorrt_ep_options((2,), 4, 0, tmp_path)["trt_profile_max_shapes"] == "x:4x2,sigma:4"
+
+
+def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    from edgediff.runtime.ort import default_cache_dir
+
+    monkeypatch.delenv("EDGEDIFF_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "edgediff" / "ort-tensorrt"
+    monkeypatch.setenv("EDGEDIFF_CACHE", str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine" / "ort-tensorrt"
+
+
+def test_the_tensorrt_provider_session_gets_the_models_profile(exported, monkeypatch,
+                                                               tmp_path):
+    """What ONNX Runtime is asked for with provider="tensorrt": the sample shape comes
+    from the artifact's metadata, read first from a CPU session."""
+    import onnxruntime as ort
+
+    _, path = exported["digits"]
+    real = ort.InferenceSession
+    asked = []
+
+    def recording(file, options=None, providers=None):
+        asked.append(providers)
+        if providers[0] != "CPUExecutionProvider":
+            raise RuntimeError("no GPU here")  # stands in for the GPU session
+        return real(file, options, providers=providers)
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+    monkeypatch.setenv("EDGEDIFF_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(EdgediffError, match="no GPU here"):
+        runtime.load(path, provider="tensorrt", max_batch=32)
+    assert asked[0] == ["CPUExecutionProvider"]
+    name, opts = asked[1][0]
+    assert name == "TensorrtExecutionProvider" and [p[0] for p in asked[1][1:2]] == [
+        "CUDAExecutionProvider"]
+    assert opts["trt_profile_max_shapes"] == "x:32x1x8x8,sigma:32"
+    assert opts["trt_engine_cache_path"] == str(tmp_path / "cache" / "ort-tensorrt")
+    assert (tmp_path / "cache" / "ort-tensorrt").is_dir()
+
+
+def test_a_batch_beyond_the_tensorrt_profile_is_refused_before_onnxruntime(exported):
+    _, path = exported["digits"]
+    D = runtime.load(path, max_batch=4)
+    D.provider = "tensorrt"  # the check, without a GPU session behind it
+    assert D.bind(4).x.shape[0] == 4
+    with pytest.raises(EdgediffError, match=r"batches up to 4, asked for 5.*--batch"):
+        D.bind(5)
+
+
 def test_metadata_overrides_describe_a_foreign_onnx_file(tmp_path):
     """A graph with the contract's inputs and outputs but no edgediff metadata
     samples once the user supplies it; overrides are checked."""
