@@ -11,7 +11,7 @@ comma := ,
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint gpu-check clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# On an NVIDIA machine: make gpu-check EXTRAS=gpu,torch,trt,dev CONSTRAINTS=
+gpu-check: $(STAMP)
+	$(BIN)/python -m pytest -q -rs -m "gpu or trt"
+	$(BIN)/python benchmarks/runtime_vs_torch.py --torch-device cuda
 
 clean:
 	rm -rf $(VENV) build *.egg-info
