@@ -213,7 +213,8 @@ def test_the_tensorrt_provider_session_gets_the_models_profile(exported, monkeyp
         "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(ort, "InferenceSession", recording)
     monkeypatch.setenv("EDGEDIFF_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(EdgediffError, match="no GPU here"):
+    with pytest.raises(EdgediffError, match=r"could not open .* with TensorrtExecutionProvider: "
+                                            r"no GPU here"):
         runtime.load(path, provider="tensorrt", max_batch=32)
     assert asked[0] == ["CPUExecutionProvider"]
     name, opts = asked[1][0]
