@@ -149,11 +149,11 @@ class OrtDenoiser:
             peek = ort.SessionOptions()
             peek.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             peek.log_severity_level = 3
-            info = self._read_info(self._open(ort, peek, ["CPUExecutionProvider"], None),
+            info = self._read_info(self._open(ort, peek, ["CPUExecutionProvider"]),
                                    metadata)
             providers[0] = ("TensorrtExecutionProvider", tensorrt_ep_options(
                 info.sample_shape, max_batch, device_id, _make_cache(cache_dir)))
-        self.session = self._open(ort, options, providers, PROVIDERS[provider][0])
+        self.session = self._open(ort, options, providers)
         active = self.session.get_providers()
         if active[0] != PROVIDERS[provider][0]:  # ONNX Runtime falls back with only a log line
             raise EdgediffError(
@@ -168,18 +168,19 @@ class OrtDenoiser:
         self.provider = provider
         self._bindings: dict[int, _Binding] = {}
 
-    def _open(self, ort, options, providers, gpu_provider: str | None):
+    def _open(self, ort, options, providers: list):
         """A session, or one clear error: the file's fault on the CPU, the provider's
         (or the file's) on a GPU one."""
         try:
             return ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as e:  # ONNX Runtime raises its own unrelated types per failure
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if gpu_provider is None or gpu_provider == "CPUExecutionProvider":
+            name = providers[0] if isinstance(providers[0], str) else providers[0][0]
+            if name == "CPUExecutionProvider":
                 raise EdgediffError(f"{self.path} is not an ONNX model ONNX Runtime can "
                                     f"load: {first}") from None
-            raise EdgediffError(f"ONNX Runtime could not open {self.path} with "
-                                f"{gpu_provider}: {first}") from None
+            raise EdgediffError(f"ONNX Runtime could not open {self.path} with {name}: "
+                                f"{first}") from None
 
     def _read_info(self, session, metadata: dict | None) -> ArtifactInfo:
         props = props_with_overrides(session.get_modelmeta().custom_metadata_map, metadata)
