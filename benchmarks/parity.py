@@ -21,9 +21,9 @@ from edgediff import runtime
 from edgediff.export.onnx import export_onnx
 from edgediff.models.analytic import mixture_model
 from edgediff.models.bundled import load_bundled
-from edgediff.runtime.noise import NoiseStreams
-from edgediff.runtime.sampling import SamplerSettings
+from edgediff.noise import NoiseStreams
 from edgediff.samplers.reference import reference_run
+from edgediff.solvers import SamplerSettings
 
 RUNS = [  # solver, steps, options
     ("ddpm", 1000, {"variance": "small"}),

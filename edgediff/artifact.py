@@ -10,6 +10,7 @@ Runtime's ``custom_metadata_map`` without importing onnx.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +23,105 @@ OPTIONAL_KEYS = ("reference",)
 KEYS = ("format_version", "parameterization", "schedule", "sigma_min", "sigma_max",
         "sigma_data", "sample_shape", "data_range", "source_sha256", "default_sampler",
         "precision")
+PARAMETERIZATIONS = ("edm", "vp", "ve", "epsilon", "v_prediction", "sample", "analytic")
+PRECISIONS = ("fp32", "fp16")
+REFERENCE_KINDS = ("dataset", "gaussian_mixture")
+
+
+class MetadataError(EdgediffError):
+    """One metadata value is not allowed: names the key, the value and what is."""
+
+    def __init__(self, key: str, value: Any, allowed: str):
+        shown = value if isinstance(value, str) else json.dumps(value, default=repr)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"{PREFIX}{key} = {shown} is not allowed: {allowed}")
+        self.key = key
+
+
+def _finite(key: str, value: Any, *, positive: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        v = math.nan
+    if isinstance(value, bool) or not math.isfinite(v) or (positive and v <= 0):
+        raise MetadataError(key, value, "a finite number" + (" > 0" if positive else ""))
+    return v
+
+
+def _json(key: str, text: Any, kind: type, allowed: str) -> Any:
+    """The JSON value of a metadata string, of the given type."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        raise MetadataError(key, text, f"{allowed} (it is not valid JSON)") from None
+    if not isinstance(value, kind):
+        raise MetadataError(key, text, allowed)
+    return value
+
+
+def _shape(text: Any) -> tuple[int, ...]:
+    allowed = "a non-empty JSON list of positive integers, e.g. [1, 8, 8]"
+    dims = _json("sample_shape", text, list, allowed)
+    if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                            for d in dims):
+        raise MetadataError("sample_shape", text, allowed)
+    return tuple(dims)
+
+
+def _data_range(text: Any) -> tuple[float, float]:
+    allowed = "a JSON list [lo, hi] of two finite numbers with lo < hi"
+    pair = _json("data_range", text, list, allowed)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int | float)
+                             or not math.isfinite(v) for v in pair) or not pair[0] < pair[1]:
+        raise MetadataError("data_range", text, allowed)
+    return float(pair[0]), float(pair[1])
+
+
+def _schedule(text: Any) -> Schedule:
+    d = _json("schedule", text, dict, "a JSON object with the schedule's name and parameters")
+    try:
+        return schedule_from_dict(d)
+    except EdgediffError as e:
+        raise MetadataError("schedule", text, str(e)) from None
+    except (TypeError, ValueError, OverflowError):
+        raise MetadataError("schedule", text, "the parameters of Schedule.to_dict(): finite "
+                            "numbers (a discrete schedule: its alphas_cumprod table)") from None
+
+
+def _version(text: Any) -> int:
+    allowed = f"an integer from 1 to {FORMAT_VERSION}"
+    try:
+        version = int(text)
+    except (TypeError, ValueError):
+        raise MetadataError("format_version", text, allowed) from None
+    if isinstance(text, bool) or str(version) != str(text).strip() or version < 1:
+        raise MetadataError("format_version", text, allowed)
+    if version > FORMAT_VERSION:
+        raise MetadataError("format_version", text, f"this edgediff reads formats up to "
+                                                     f"{FORMAT_VERSION}; upgrade edgediff")
+    return version
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise MetadataError(key, value, "one of " + ", ".join(choices))
+    return value
+
+
+def _sha(text: Any) -> str:
+    if not isinstance(text, str) or not (text == "unknown" or (
+            len(text) == 64 and all(c in "0123456789abcdef" for c in text))):
+        raise MetadataError("source_sha256", text, "64 lowercase hex digits, or unknown")
+    return text
 
 
 @dataclass(frozen=True)
 class ArtifactInfo:
+    """The parsed metadata. Made only through ``from_props`` or by export; either
+    way every value is checked (``__post_init__``), so a sampler never meets a
+    value the contract does not allow."""
+
     parameterization: str
     schedule: Schedule
     sigma_min: float
@@ -37,6 +133,56 @@ class ArtifactInfo:
     default_sampler: dict[str, Any]
     precision: str
     reference: dict[str, Any] | None = None  # what quality is measured against (optional)
+
+    def __post_init__(self):
+        _choice("parameterization", self.parameterization, PARAMETERIZATIONS)
+        lo = _finite("sigma_min", self.sigma_min, positive=True)
+        hi = _finite("sigma_max", self.sigma_max, positive=True)
+        if not lo < hi:
+            raise MetadataError("sigma_max", self.sigma_max, f"a number above sigma_min = {lo:g}")
+        _finite("sigma_data", self.sigma_data, positive=True)
+        _shape(list(self.sample_shape))
+        _data_range(list(self.data_range))
+        _sha(self.source_sha256)
+        _choice("precision", self.precision, PRECISIONS)
+        self._check_default_sampler()
+        if self.reference is not None:
+            self._check_reference()
+
+    def _check_default_sampler(self) -> None:
+        """The default sampler must be one this build runs, on a grid inside the
+        model's σ range: otherwise the model could be loaded but not sampled."""
+        from edgediff.grids import settings_grid
+        from edgediff.solvers import SamplerSettings
+
+        d = self.default_sampler
+        allowed = ('a JSON object {"solver": NAME, "steps": N, ...options} naming a known '
+                   'solver with valid options')
+        if not isinstance(d, dict) or "solver" not in d:
+            raise MetadataError("default_sampler", d, allowed)
+        try:
+            settings_grid(self, SamplerSettings.resolve(self))
+        except EdgediffError as e:
+            raise MetadataError("default_sampler", d, str(e)) from None
+
+    def _check_reference(self) -> None:
+        ref = self.reference
+        if not isinstance(ref, dict) or ref.get("kind") not in REFERENCE_KINDS:
+            raise MetadataError("reference", ref, 'a JSON object whose "kind" is one of '
+                                + ", ".join(REFERENCE_KINDS))
+        if ref["kind"] == "gaussian_mixture":
+            from edgediff.mixture import GaussianMixture
+
+            try:
+                mixture = GaussianMixture.from_dict(ref.get("mixture"))
+            except EdgediffError as e:
+                raise MetadataError("reference", ref, str(e)) from None
+            if (mixture.dim,) != tuple(self.sample_shape):
+                raise MetadataError("reference", ref, f"a mixture in the sample shape's "
+                                                      f"{tuple(self.sample_shape)} dimensions")
+        elif not isinstance(ref.get("name"), str):
+            raise MetadataError("reference", ref, 'a dataset reference names it: '
+                                                  '{"kind": "dataset", "name": "digits"}')
 
     def to_props(self) -> dict[str, str]:
         values = {
@@ -58,8 +204,13 @@ class ArtifactInfo:
 
     @classmethod
     def from_props(cls, props: dict[str, str], where: str = "the model") -> ArtifactInfo:
-        """Parse ``edgediff.*`` metadata; a clear error when it is absent or malformed."""
-        mine = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
+        """Parse and check ``edgediff.*`` metadata. Anything absent, malformed or out
+        of range is refused with one line naming the key, the value and what is
+        allowed (docs/artifact.md)."""
+        if not isinstance(props, dict):
+            raise EdgediffError(f"{where}: metadata must be a mapping of key: value")
+        mine = {k[len(PREFIX):]: v for k, v in props.items()
+                if isinstance(k, str) and k.startswith(PREFIX)}
         if not mine:
             raise EdgediffError(f"{where} carries no edgediff metadata; export it with "
                                 f"'edgediff export', which records the schedule and "
@@ -69,25 +220,27 @@ class ArtifactInfo:
         if missing:
             names = ", ".join(PREFIX + k for k in missing)
             raise EdgediffError(f"{where} lacks the metadata {names}")
-        version = int(mine["format_version"])
-        if version > FORMAT_VERSION:
-            raise EdgediffError(f"{where} has artifact format {version}; this edgediff reads up "
-                                f"to {FORMAT_VERSION}: upgrade edgediff")
         try:
+            _version(mine["format_version"])
+            reference = None
+            if "reference" in mine:
+                reference = _json("reference", mine["reference"], dict, "a JSON object")
             return cls(
                 parameterization=mine["parameterization"],
-                schedule=schedule_from_dict(json.loads(mine["schedule"])),
-                sigma_min=float(mine["sigma_min"]), sigma_max=float(mine["sigma_max"]),
-                sigma_data=float(mine["sigma_data"]),
-                sample_shape=tuple(int(n) for n in json.loads(mine["sample_shape"])),
-                data_range=tuple(float(v) for v in json.loads(mine["data_range"])),
+                schedule=_schedule(mine["schedule"]),
+                sigma_min=_finite("sigma_min", mine["sigma_min"], positive=True),
+                sigma_max=_finite("sigma_max", mine["sigma_max"], positive=True),
+                sigma_data=_finite("sigma_data", mine["sigma_data"], positive=True),
+                sample_shape=_shape(mine["sample_shape"]),
+                data_range=_data_range(mine["data_range"]),
                 source_sha256=mine["source_sha256"],
-                default_sampler=json.loads(mine["default_sampler"]),
+                default_sampler=_json("default_sampler", mine["default_sampler"], dict,
+                                      'a JSON object {"solver": NAME, "steps": N, ...}'),
                 precision=mine["precision"],
-                reference=json.loads(mine["reference"]) if "reference" in mine else None,
+                reference=reference,
             )
-        except (ValueError, TypeError, KeyError) as e:
-            raise EdgediffError(f"{where} has malformed edgediff metadata: {e}") from None
+        except EdgediffError as e:
+            raise EdgediffError(f"{where}: {e}") from None
 
 
 OVERRIDE_DEFAULTS = {"format_version": FORMAT_VERSION, "source_sha256": "unknown",

@@ -28,15 +28,20 @@ class GaussianMixture:
     stds: np.ndarray
 
     def __post_init__(self):
-        w = np.asarray(self.weights, dtype=np.float64)
-        mu = np.asarray(self.means, dtype=np.float64)
-        tau = np.asarray(self.stds, dtype=np.float64)
+        try:
+            w = np.asarray(self.weights, dtype=np.float64)
+            mu = np.asarray(self.means, dtype=np.float64)
+            tau = np.asarray(self.stds, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise EdgediffError("a mixture's weights, means and stds must be numbers") from None
         if mu.ndim != 2 or w.shape != (mu.shape[0],) or tau.shape != (mu.shape[0],):
             raise EdgediffError(
                 f"a mixture needs weights [K], means [K, d] and stds [K]; got shapes "
                 f"{w.shape}, {mu.shape}, {tau.shape}")
-        if np.any(w <= 0) or np.any(tau <= 0):
-            raise EdgediffError("mixture weights and stds must be positive")
+        if not (np.all(np.isfinite(w)) and np.all(np.isfinite(mu)) and np.all(np.isfinite(tau))
+                and np.all(w > 0) and np.all(tau > 0) and mu.size > 0):
+            raise EdgediffError("mixture weights, means and stds must be finite, with positive "
+                                "weights and stds")
         object.__setattr__(self, "weights", w / w.sum())
         object.__setattr__(self, "means", mu)
         object.__setattr__(self, "stds", tau)
@@ -91,10 +96,13 @@ class GaussianMixture:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GaussianMixture:
-        try:
-            return cls(np.asarray(d["weights"]), np.asarray(d["means"]), np.asarray(d["stds"]))
-        except KeyError as e:
-            raise EdgediffError(f"mixture description lacks {e.args[0]!r}") from None
+        if not isinstance(d, dict):
+            raise EdgediffError("a mixture is described by an object with weights, means and "
+                                "stds")
+        missing = [k for k in ("weights", "means", "stds") if k not in d]
+        if missing:
+            raise EdgediffError(f"mixture description lacks {', '.join(missing)}")
+        return cls(d["weights"], d["means"], d["stds"])
 
 
 def default_mixture_2d() -> GaussianMixture:

@@ -113,7 +113,7 @@ class VPSchedule(Schedule):
     name = "vp"
 
     def __init__(self, beta_min: float = 0.1, beta_d: float = 19.9, eps_s: float = 1e-3):
-        if not (beta_min > 0 and beta_d > 0 and 0 < eps_s < 1):
+        if not (0 < beta_min < math.inf and 0 < beta_d < math.inf and 0 < eps_s < 1):
             raise EdgediffError(
                 f"VP schedule needs beta_min > 0, beta_d > 0 and 0 < eps_s < 1, got "
                 f"beta_min={beta_min}, beta_d={beta_d}, eps_s={eps_s}"
@@ -199,8 +199,8 @@ class EDMSchedule(Schedule):
 
     def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0):
         _check_range(sigma_min, sigma_max)
-        if not rho > 0:
-            raise EdgediffError(f"rho must be > 0, got {rho}")
+        if not 0 < rho < math.inf:
+            raise EdgediffError(f"rho must be a finite number > 0, got {rho}")
         self._sigma_min, self._sigma_max, self.rho = float(sigma_min), float(sigma_max), float(rho)
 
     def sigma(self, t):

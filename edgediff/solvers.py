@@ -1,55 +1,265 @@
-"""The solver catalogue shared by the torch reference and the NumPy runtime."""
+"""The solver catalogue shared by the torch reference and the NumPy runtime.
+
+One frozen ``SolverSpec`` per solver: its NFE for N steps, whether it draws
+step noise, whether it steps in the schedule's own time, its default step
+count, and its options with their types, defaults and valid ranges. Both
+implementations and every front end (settings, presets, the CLI, artifact
+metadata) validate options here, so a value the maths does not support is
+refused up front, with the reason, before any denoiser call.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgediff.errors import EdgediffError
 from edgediff.schedules import EDMSchedule, Schedule
 
+if TYPE_CHECKING:
+    from edgediff.artifact import ArtifactInfo
+
 EDM_IDENTITY = EDMSchedule()  # σ(t) = t, s = 1: stepping in (x̂, σ)
 
-# name -> (denoiser calls per step, calls saved on the last step, uses step noise)
-_SOLVERS = {
-    "ddpm": (1, 0, True),
-    "euler_maruyama": (1, 0, True),
-    "euler": (1, 0, False),
-    "heun": (2, 1, False),
-    "edm": (2, 1, True),
-    "ddim": (1, 0, True),
-    "dpmpp_2m": (1, 0, False),
-}
-SOLVER_NAMES = tuple(_SOLVERS)
+
+@dataclass(frozen=True)
+class Option:
+    """One solver option: a float in [low, high], a bool, or one of ``choices``.
+    ``why`` says where the range comes from; it is part of every refusal."""
+
+    name: str
+    default: Any
+    low: float = -math.inf
+    high: float = math.inf
+    choices: tuple[str, ...] = ()
+    infinite_ok: bool = False  # ±inf allowed (S_tmax: "churn everywhere above S_tmin")
+    why: str = ""
+    help: str = ""
+
+    @property
+    def kind(self) -> type:
+        return str if self.choices else type(self.default)
+
+    def allowed(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.kind is bool:
+            return "true or false"
+        hi = "inf" if self.high == math.inf else f"{self.high:g}"
+        return f"a number in [{self.low:g}, {hi}]" + ("" if self.infinite_ok else ", finite")
+
+    def check(self, owner: str, value: Any) -> Any:
+        """``value`` normalised (floats as float), or an EdgediffError that names the
+        option, the value, what is allowed and why."""
+        if self.choices:
+            ok = isinstance(value, str) and value in self.choices
+        elif self.kind is bool:
+            ok = isinstance(value, bool)
+        else:
+            ok = (isinstance(value, int | float | np.integer | np.floating)
+                  and not isinstance(value, bool | np.bool_)
+                  and (math.isfinite(value) or (self.infinite_ok and not math.isnan(value)))
+                  and self.low <= value <= self.high)
+            value = float(value) if ok else value
+        if not ok:
+            why = f" ({self.why})" if self.why else ""
+            raise EdgediffError(f"{owner}: {self.name} = {value!r} is not allowed; it takes "
+                                f"{self.allowed()}{why}")
+        return value
+
+
+VARIANCE = Option("variance", "small", choices=("small", "large"),
+                  help="ddpm: posterior (small) or jump (large) variance")
+CLIP = Option("clip", False, help="ddpm, ddim: clamp D to the model's data range at every step "
+                                  "(diffusers' clip_sample)")
+ETA = Option("eta", 0.0, 0.0, 1.0,
+             why="η scales the step noise c = η·σ_j·sqrt(1 − σ_j²/σ_i²); beyond 1 it asks for "
+                 "more variance than the step has, σ_j² − c² < 0",
+             help="ddim: stochasticity η (0: deterministic, 1: DDPM)")
+S_CHURN = Option("S_churn", 0.0, 0.0, why="γ = min(S_churn/N, √2 − 1) must be ≥ 0",
+                 help="edm: total churn S_churn")
+S_TMIN = Option("S_tmin", 0.0, 0.0, why="a noise level", help="edm: churn only where σ ≥ S_tmin")
+S_TMAX = Option("S_tmax", math.inf, 0.0, infinite_ok=True, why="a noise level",
+                help="edm: churn only where σ ≤ S_tmax")
+S_NOISE = Option("S_noise", 1.0, 0.0, 2.0,
+                 why="S_noise inflates the churn noise's std (EDM uses 1.000–1.010); far "
+                     "above 1 it adds more noise than the step removes",
+                 help="edm: noise inflation S_noise")
+# Grid options: how the σ grid is laid out, for every solver (checked against the
+# schedule when the grid is built).
+SPACING = Option("spacing", "leading", choices=("leading", "trailing", "linspace"),
+                 help="DDPM (discrete) models: timestep spacing")
+RHO = Option("rho", 7.0, 0.1, 1000.0,
+             why="below 0.1 σ_max^(1/ρ) overflows and every step crowds at σ_min; past "
+                 "1000 the grid is geometric to rounding",
+             help="EDM σ grids: the ρ of Karras et al. eq 5")
+GRID_OPTIONS = (SPACING, RHO)
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    """What every part of edgediff knows about one solver."""
+
+    name: str
+    summary: str
+    calls_per_step: int = 1
+    saved_on_last: int = 0  # Heun-type: the last step to σ = 0 is Euler
+    stochastic: bool = False  # draws step noise
+    own_time: bool = False  # steps in the schedule's own t (else in (x̂, σ))
+    default_steps: int = 18
+    options: tuple[Option, ...] = ()
+    # pairs (a, b) of options that must satisfy a ≤ b, and why
+    ordered: tuple[tuple[str, str, str], ...] = field(default=())
+
+    def nfe(self, steps: int) -> int:
+        """Denoiser evaluations for ``steps`` steps."""
+        return self.calls_per_step * steps - self.saved_on_last
+
+    def option(self, name: str) -> Option:
+        for opt in self.options + GRID_OPTIONS:
+            if opt.name == name:
+                return opt
+        names = ", ".join(o.name for o in self.options + GRID_OPTIONS)
+        raise EdgediffError(f"{self.name} takes no option {name}; its options are {names}")
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Every option type- and range-checked; unknown ones refused."""
+        if not isinstance(options, dict):
+            raise EdgediffError(f"{self.name}: options must be a mapping of name: value, got "
+                                f"{options!r}")
+        unknown = sorted(str(k) for k in options
+                         if k not in {o.name for o in self.options + GRID_OPTIONS})
+        if unknown:
+            names = ", ".join(o.name for o in self.options + GRID_OPTIONS)
+            raise EdgediffError(f"{self.name} takes no option {', '.join(unknown)}; its options "
+                                f"are {names}")
+        out = {k: self.option(k).check(self.name, v) for k, v in options.items()}
+        for a, b, why in self.ordered:
+            va = out.get(a, self.option(a).default)
+            vb = out.get(b, self.option(b).default)
+            if not va <= vb:
+                raise EdgediffError(f"{self.name}: {a} = {va:g} > {b} = {vb:g}; need {a} ≤ {b} "
+                                    f"({why})")
+        return out
+
+    def defaults(self, **given: Any) -> dict[str, Any]:
+        """The loop options with their defaults, overridden by ``given`` (checked)."""
+        checked = self.check_options(given)
+        return {o.name: checked.get(o.name, o.default) for o in self.options}
+
+
+CATALOGUE: dict[str, SolverSpec] = {s.name: s for s in (
+    SolverSpec("ddpm", "ancestral posterior step (Ho et al. 2020, Algorithm 2)",
+               stochastic=True, default_steps=1000, options=(VARIANCE, CLIP)),
+    SolverSpec("euler_maruyama", "reverse SDE, Euler–Maruyama in the schedule's own time",
+               stochastic=True, own_time=True, default_steps=1000),
+    SolverSpec("euler", "PF-ODE, Euler", own_time=True, default_steps=50),
+    SolverSpec("heun", "PF-ODE, Heun (Karras et al. 2022, Algorithm 1)", calls_per_step=2,
+               saved_on_last=1, own_time=True, default_steps=18),
+    SolverSpec("edm", "EDM's stochastic sampler (Karras et al. 2022, Algorithm 2)",
+               calls_per_step=2, saved_on_last=1, stochastic=True, default_steps=64,
+               options=(S_CHURN, S_TMIN, S_TMAX, S_NOISE),
+               ordered=(("S_tmin", "S_tmax", "the churn window [S_tmin, S_tmax]"),)),
+    SolverSpec("ddim", "DDIM(η) (Song et al. 2021, eq 12)", stochastic=True, default_steps=50,
+               options=(ETA, CLIP)),
+    SolverSpec("dpmpp_2m", "DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2)", default_steps=10),
+)}
+SOLVER_NAMES = tuple(CATALOGUE)
+
+
+def spec(name: str) -> SolverSpec:
+    """The catalogue's entry for ``name``, or a clear error."""
+    if not isinstance(name, str) or name not in CATALOGUE:
+        raise EdgediffError(f"unknown solver {name!r}; choose one of {', '.join(SOLVER_NAMES)}")
+    return CATALOGUE[name]
 
 
 def check_solver(name: str) -> str:
-    if name not in _SOLVERS:
-        raise EdgediffError(f"unknown solver {name!r}; choose one of {', '.join(SOLVER_NAMES)}")
-    return name
+    return spec(name).name
+
+
+def loop_defaults(name: str, **given: Any) -> dict[str, Any]:
+    """A step loop's options, checked, with defaults: the one place both
+    implementations validate what they are called with."""
+    return spec(name).defaults(**given)
 
 
 def nfe(name: str, steps: int) -> int:
     """Denoiser evaluations for ``steps`` steps (Heun-type: 2 per step, 1 on the last)."""
-    per_step, saved, _ = _SOLVERS[check_solver(name)]
-    return per_step * steps - saved
+    return spec(name).nfe(steps)
 
 
 def steps_for_nfe(name: str, n: int) -> int:
     """The step count that spends ``n`` denoiser calls (rounded up for Heun-type solvers)."""
-    per_step, saved, _ = _SOLVERS[check_solver(name)]
-    if n < per_step - saved:
-        raise EdgediffError(f"{name} needs at least {per_step - saved} NFE, got {n}")
-    return -(-(n + saved) // per_step)
+    s = spec(name)
+    if n < s.calls_per_step - s.saved_on_last:
+        raise EdgediffError(f"{name} needs at least {s.calls_per_step - s.saved_on_last} NFE, "
+                            f"got {n}")
+    return -(-(n + s.saved_on_last) // s.calls_per_step)
 
 
-DDPM_VARIANCES = ("small", "large")
+def check_steps(steps: Any) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1:
+        raise EdgediffError(f"steps must be an integer ≥ 1, got {steps!r}")
+    return int(steps)
 
 
-def check_ddpm_variance(variance: str) -> str:
-    if variance not in DDPM_VARIANCES:
-        raise EdgediffError(f"unknown DDPM variance {variance!r}; choose one of "
-                            f"{', '.join(DDPM_VARIANCES)}")
-    return variance
+@dataclass
+class SamplerSettings:
+    """A solver, its step count, and its options (solver and grid options), checked
+    against the catalogue when made."""
+
+    solver: str
+    steps: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.solver = check_solver(self.solver)
+        self.steps = check_steps(self.steps)
+        self.options = spec(self.solver).check_options(dict(self.options))
+
+    @property
+    def spec(self) -> SolverSpec:
+        return CATALOGUE[self.solver]
+
+    @classmethod
+    def resolve(cls, info: ArtifactInfo, solver: str | None = None, steps: int | None = None,
+                options: dict[str, Any] | None = None) -> SamplerSettings:
+        """The artifact's default sampler, overridden by what the caller gives."""
+        default = dict(info.default_sampler)
+        default_solver = default.pop("solver", "heun")
+        default_steps = default.pop("steps", None)
+        solver = check_solver(solver or default_solver)
+        if solver == default_solver:
+            base = default
+        else:  # keep only the defaults that make sense for the chosen solver
+            names = {o.name for o in CATALOGUE[solver].options + GRID_OPTIONS}
+            base = {k: v for k, v in default.items() if k in names}
+        if steps is None:
+            steps = (default_steps if solver == default_solver and default_steps is not None
+                     else CATALOGUE[solver].default_steps)
+        return cls(solver, steps, {**base, **(options or {})})
+
+
+def loop_options(info: ArtifactInfo, settings: SamplerSettings) -> dict[str, Any]:
+    """The keyword arguments a step loop takes for ``settings`` on this artifact (the
+    same for the torch reference): solver options, the schedule for loops in its
+    own time, and ``clip`` as the data range."""
+    grid = {o.name for o in GRID_OPTIONS}
+    kwargs = {k: v for k, v in settings.options.items() if k not in grid}
+    if kwargs.pop("clip", False):
+        kwargs["clip"] = info.data_range
+    if settings.spec.own_time:
+        kwargs["schedule"] = info.schedule
+    return kwargs
+
+
+def churn_gamma(S_churn: float, steps: int) -> float:
+    """EDM Algorithm 2's γ_i inside the churn window: min(S_churn/N, √2 − 1)."""
+    return min(S_churn / steps, math.sqrt(2) - 1)
 
 
 def ddpm_step(sig: float, sig_next: float, variance: str) -> tuple[float, float]:

@@ -158,8 +158,8 @@ def sampling_check(path, reference: nn.Module, info: ArtifactInfo, num: int = 16
     ``path``, against the torch reference sampler on the float32 module; same x_T."""
     from edgediff import runtime
     from edgediff.runtime.ort import OrtDenoiser
-    from edgediff.runtime.sampling import SamplerSettings
     from edgediff.samplers.reference import reference_run
+    from edgediff.solvers import SamplerSettings
 
     settings = SamplerSettings.resolve(info, "heun")
     grid = {k: v for k, v in settings.options.items() if k in ("spacing", "rho")}

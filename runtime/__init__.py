@@ -9,16 +9,11 @@ only when a ``.plan`` is opened.
     x = runtime.sample(D, 64, solver="dpmpp_2m", steps=10)
 """
 
+from edgediff.grids import sigma_grid
+from edgediff.noise import NoiseStreams
 from edgediff.runtime._call import Denoiser, NonFiniteOutputError
-from edgediff.runtime.noise import NoiseStreams
-from edgediff.runtime.sampling import (
-    SOLVERS,
-    SamplerSettings,
-    load,
-    sample,
-    sample_batch,
-    sigma_grid,
-)
+from edgediff.runtime.sampling import SOLVERS, load, sample, sample_batch
+from edgediff.solvers import SamplerSettings
 
 __all__ = ["SOLVERS", "Denoiser", "NoiseStreams", "NonFiniteOutputError", "SamplerSettings", "load",
            "sample", "sample_batch", "sigma_grid"]

@@ -196,6 +196,13 @@ class OrtDenoiser:
             if inputs[name].type != "tensor(float)":
                 raise EdgediffError(f"{self.path}: input {name} is {inputs[name].type}; edgediff "
                                     f"models take float32")
+        declared = inputs["x"].shape[1:]  # symbolic dimensions are names, fixed ones ints
+        want = self.info.sample_shape
+        if len(declared) != len(want) or any(isinstance(d, int) and d != w
+                                             for d, w in zip(declared, want, strict=False)):
+            raise EdgediffError(f"{self.path}: edgediff.sample_shape = {list(want)} does not "
+                                f"match the graph's input x of shape [batch, "
+                                f"{', '.join(map(str, declared))}]; fix the metadata")
 
     def bind(self, batch: int) -> _Binding:
         """The IOBinding of one batch size (kept for the last few batch sizes)."""

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError
+from edgediff.grids import check_grid_range, settings_grid
+from edgediff.noise import NoiseStreams
 from edgediff.runtime import ode, stochastic
 from edgediff.runtime._call import Callback, Denoiser
-from edgediff.runtime.noise import NoiseStreams
-from edgediff.schedules import DDPM_SPACINGS, DiscreteSchedule, EDMSchedule, edm_sigmas
-from edgediff.solvers import check_sigmas, check_solver
+from edgediff.solvers import SamplerSettings, loop_options
 
 log = logging.getLogger(__name__)
 
@@ -30,89 +28,6 @@ SOLVERS = {
     "ddim": stochastic.ddim,
     "dpmpp_2m": ode.dpmpp_2m,
 }
-# solver options each loop takes, and which loops step in the schedule's own time
-OPTIONS = {"ddpm": ("variance", "clip"), "ddim": ("eta", "clip"),
-           "edm": ("S_churn", "S_tmin", "S_tmax", "S_noise")}
-GRID_OPTIONS = ("spacing", "rho")
-IN_SCHEDULE_TIME = ("euler", "heun", "euler_maruyama")
-STOCHASTIC = ("ddpm", "ddim", "euler_maruyama", "edm")
-DEFAULT_STEPS = {"ddpm": 1000, "euler_maruyama": 1000, "euler": 50, "heun": 18, "edm": 64,
-                 "ddim": 50, "dpmpp_2m": 10}
-SIGMA_RANGE_SLACK = 1e-6  # relative: float32 round-off at the ends of a grid
-
-
-@dataclass
-class SamplerSettings:
-    """A solver, its step count, and its options (solver and grid options)."""
-
-    solver: str
-    steps: int
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self):
-        check_solver(self.solver)
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise EdgediffError(f"steps must be an integer ≥ 1, got {self.steps!r}")
-        allowed = OPTIONS.get(self.solver, ()) + GRID_OPTIONS
-        unknown = sorted(set(self.options) - set(allowed))
-        if unknown:
-            raise EdgediffError(f"{self.solver} takes no option {', '.join(unknown)}; its "
-                                f"options are {', '.join(allowed)}")
-        if not isinstance(self.options.get("clip", False), bool):
-            raise EdgediffError(f"clip is true or false, got {self.options['clip']!r}")
-
-    @classmethod
-    def resolve(cls, info: ArtifactInfo, solver: str | None = None, steps: int | None = None,
-                options: dict[str, Any] | None = None) -> SamplerSettings:
-        """The artifact's default sampler, overridden by what the caller gives."""
-        default = dict(info.default_sampler)
-        default_solver = default.pop("solver", "heun")
-        default_steps = default.pop("steps", DEFAULT_STEPS[default_solver])
-        solver = check_solver(solver or default_solver)
-        if solver == default_solver:
-            base = default
-        else:  # keep only the defaults that make sense for the chosen solver
-            base = {k: v for k, v in default.items()
-                    if k in OPTIONS.get(solver, ()) + GRID_OPTIONS}
-        if steps is None:
-            steps = default_steps if solver == default_solver else DEFAULT_STEPS[solver]
-        return cls(solver, steps, {**base, **(options or {})})
-
-
-def sigma_grid(info: ArtifactInfo, steps: int, *, spacing: str | None = None,
-               rho: float | None = None) -> np.ndarray:
-    """The artifact schedule's own σ grid with ``steps`` steps, ending in 0."""
-    schedule = info.schedule
-    if isinstance(schedule, DiscreteSchedule):
-        if rho is not None:
-            raise EdgediffError("rho shapes EDM grids; this model has a discrete (DDPM) schedule, "
-                                "whose grid option is spacing")
-        spacing = spacing or "leading"
-        if spacing not in DDPM_SPACINGS:
-            raise EdgediffError(f"unknown spacing {spacing!r}; choose one of "
-                                f"{', '.join(DDPM_SPACINGS)}")
-        return schedule.sigmas(steps, spacing)
-    if spacing is not None:
-        raise EdgediffError("spacing applies to discrete (DDPM) schedules; this model's is "
-                            f"{type(schedule).__name__}")
-    if rho is not None:
-        if not isinstance(schedule, EDMSchedule):
-            raise EdgediffError(f"rho shapes EDM grids; this model's schedule is "
-                                f"{type(schedule).__name__}")
-        return edm_sigmas(steps, schedule.sigma_min, schedule.sigma_max, rho)
-    return schedule.sigmas(steps)
-
-
-def check_grid_range(info: ArtifactInfo, sigmas) -> list[float]:
-    """Refuse (never clamp) a σ grid that leaves the model's trained range."""
-    sigmas = check_sigmas(sigmas)
-    lo, hi = min(sigmas[:-1]), max(sigmas)
-    if hi > info.sigma_max * (1 + SIGMA_RANGE_SLACK) or lo < info.sigma_min * (
-            1 - SIGMA_RANGE_SLACK):
-        raise EdgediffError(f"the σ grid spans [{lo:.6g}, {hi:.6g}] but the model knows "
-                            f"[{info.sigma_min:.6g}, {info.sigma_max:.6g}]; give a grid inside "
-                            f"that range (its final 0 aside)")
-    return sigmas
 
 
 def sample_batch(denoiser: Denoiser, settings: SamplerSettings, sigmas: list[float],
@@ -122,21 +37,9 @@ def sample_batch(denoiser: Denoiser, settings: SamplerSettings, sigmas: list[flo
     x = streams.initial()
     x *= float(info.schedule.prior_std(sigmas[0]))
     kwargs = loop_options(info, settings)
-    if settings.solver in STOCHASTIC:
+    if settings.spec.stochastic:
         kwargs["noise"] = streams
     return SOLVERS[settings.solver](denoiser, x, sigmas, callback=callback, **kwargs)
-
-
-def loop_options(info: ArtifactInfo, settings: SamplerSettings) -> dict[str, Any]:
-    """The keyword arguments a step loop takes for ``settings`` on this artifact (the
-    same for the torch reference): solver options, the schedule for loops in its
-    own time, and ``clip`` as the data range."""
-    kwargs = {k: v for k, v in settings.options.items() if k not in GRID_OPTIONS}
-    if kwargs.pop("clip", False):
-        kwargs["clip"] = info.data_range
-    if settings.solver in IN_SCHEDULE_TIME:
-        kwargs["schedule"] = info.schedule
-    return kwargs
 
 
 def sample(denoiser: Denoiser, num: int, *, seed: int = 0, first: int = 0, batch: int = 16,
@@ -160,9 +63,7 @@ def sample(denoiser: Denoiser, num: int, *, seed: int = 0, first: int = 0, batch
         steps = len(sigmas) - 1
     settings = SamplerSettings.resolve(info, solver, steps, options)
     if sigmas is None:
-        grid = sigma_grid(info, settings.steps, spacing=settings.options.get("spacing"),
-                          rho=settings.options.get("rho"))
-        sigmas = check_grid_range(info, grid)
+        sigmas = settings_grid(info, settings)
     out = np.empty((num, *info.sample_shape), dtype=np.float32)
     for start in range(0, num, batch):
         stop = min(start + batch, num)

@@ -12,10 +12,9 @@ import math
 
 import numpy as np
 
-from edgediff.errors import EdgediffError
 from edgediff.runtime._call import Call, Callback, Denoiser, NoiseFn, report
 from edgediff.schedules import Schedule
-from edgediff.solvers import GridTable, check_ddpm_variance, check_sigmas, ddpm_step
+from edgediff.solvers import GridTable, check_sigmas, churn_gamma, ddpm_step, loop_defaults
 
 Range = tuple[float, float] | None
 
@@ -43,7 +42,7 @@ def ddpm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, variance:
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) from σ_i to σ_j:
     x̂' = r·x̂ + (1 − r)·D + sqrt(v)·z, r = σ_j²/σ_i², with the posterior ("small")
     or the jump's ("large") variance v; ``clip=(lo, hi)`` clamps D first."""
-    check_ddpm_variance(variance)
+    loop_defaults("ddpm", variance=variance)
     sigmas = check_sigmas(sigmas)
     call, clamp = Call(denoiser, x.shape), _Clamp(clip, x.shape)
     x = np.array(x, dtype=np.float64)
@@ -68,8 +67,7 @@ def ddim(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, eta: floa
     x̂' = D + sqrt(σ_j² − c²)·(x̂ − D)/σ_i + c·z. Noise only when η > 0.
     ``clip=(lo, hi)`` clamps the first D to the data range, not the one in ε̂
     (diffusers' DDIMScheduler with ``clip_sample``)."""
-    if not (eta >= 0 and math.isfinite(eta)):
-        raise EdgediffError(f"eta must be ≥ 0, got {eta}")
+    loop_defaults("ddim", eta=eta)
     sigmas = check_sigmas(sigmas)
     call, clamp = Call(denoiser, x.shape), _Clamp(clip, x.shape)
     x = np.array(x, dtype=np.float64)
@@ -124,16 +122,13 @@ def edm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, S_churn: f
     """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2) in (x̂, σ): churn
     to t̂ = (1 + γ)·t_i with γ = min(S_churn/N, √2 − 1) inside [S_tmin, S_tmax],
     then a Heun step to t_{i+1} (Euler on the last). Noise only where γ > 0."""
-    if not (S_churn >= 0 and S_noise >= 0 and S_tmin <= S_tmax):
-        raise EdgediffError(f"need S_churn ≥ 0, S_noise ≥ 0 and S_tmin ≤ S_tmax, got "
-                            f"S_churn={S_churn}, S_noise={S_noise}, S_tmin={S_tmin}, "
-                            f"S_tmax={S_tmax}")
+    loop_defaults("edm", S_churn=S_churn, S_tmin=S_tmin, S_tmax=S_tmax, S_noise=S_noise)
     sigmas = check_sigmas(sigmas)
     n = len(sigmas) - 1
     call = Call(denoiser, x.shape)
     x = np.array(x, dtype=np.float64)
     d_cur, d_prime, x_next, tmp = (np.empty_like(x) for _ in range(4))
-    gamma_max = min(S_churn / n, math.sqrt(2) - 1)
+    gamma_max = churn_gamma(S_churn, n)
     for i in range(n):
         call.step = i
         t_cur, t_next = sigmas[i], sigmas[i + 1]

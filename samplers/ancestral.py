@@ -6,7 +6,6 @@ import math
 
 import torch
 
-from edgediff.errors import EdgediffError
 from edgediff.samplers._common import (
     Callback,
     Denoiser,
@@ -17,7 +16,7 @@ from edgediff.samplers._common import (
     report,
     start_state,
 )
-from edgediff.solvers import check_ddpm_variance, ddpm_step
+from edgediff.solvers import ddpm_step, loop_defaults
 
 Range = tuple[float, float] | None
 
@@ -39,7 +38,7 @@ def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, variance: str = "small"
     seed 003 proof 6). On consecutive DDPM indices this is seed 004's update.
     ``clip=(lo, hi)`` clamps D to the data range first (diffusers' ``clip_sample``).
     """
-    check_ddpm_variance(variance)
+    loop_defaults("ddpm", variance=variance)
     sigmas = as_sigmas(sigmas)
     x = start_state(x)
     z = noise_source(noise, x, generator)
@@ -67,8 +66,7 @@ def ddim(denoiser: Denoiser, x: torch.Tensor, sigmas, *, eta: float = 0.0, clip:
     range but keeps ε̂ from the unclamped D, as diffusers' DDIMScheduler does with
     ``clip_sample`` (and ``use_clipped_model_output=False``, its default).
     """
-    if not (eta >= 0 and math.isfinite(eta)):
-        raise EdgediffError(f"eta must be ≥ 0, got {eta}")
+    loop_defaults("ddim", eta=eta)
     sigmas = as_sigmas(sigmas)
     x = start_state(x)
     z = noise_source(noise, x, generator)

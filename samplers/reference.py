@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from edgediff.artifact import ArtifactInfo
-from edgediff.runtime.noise import NoiseStreams
-from edgediff.runtime.sampling import STOCHASTIC, SamplerSettings, loop_options
+from edgediff.noise import NoiseStreams
 from edgediff.samplers import SAMPLERS, at_precision
+from edgediff.solvers import CATALOGUE, SamplerSettings, loop_options
 
 
 def reference_run(module: nn.Module, info: ArtifactInfo, settings: SamplerSettings,
@@ -23,7 +23,7 @@ def reference_run(module: nn.Module, info: ArtifactInfo, settings: SamplerSettin
     streams = NoiseStreams(seed, indices, info.sample_shape)
     x = torch.from_numpy(streams.initial() * float(info.schedule.prior_std(sigmas[0])))
     kwargs = loop_options(info, settings)
-    if settings.solver in STOCHASTIC:
+    if CATALOGUE[settings.solver].stochastic:
         kwargs["noise"] = lambda i: torch.from_numpy(streams(i).copy())
     denoiser = at_precision(module.float().eval())
     return SAMPLERS[settings.solver](denoiser, x, list(sigmas), **kwargs).numpy()

@@ -6,7 +6,6 @@ import math
 
 import torch
 
-from edgediff.errors import EdgediffError
 from edgediff.samplers._common import (
     Callback,
     Denoiser,
@@ -19,6 +18,7 @@ from edgediff.samplers._common import (
     start_state,
 )
 from edgediff.schedules import Schedule
+from edgediff.solvers import churn_gamma, loop_defaults
 
 
 @torch.no_grad()
@@ -60,15 +60,12 @@ def edm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, S_churn: float = 0.0,
     a Heun step from t̂ to t_{i+1} (Euler on the last one, to σ = 0). Noise is
     drawn only at steps with γ > 0; S_churn = 0 is exactly ``heun``.
     """
-    if not (S_churn >= 0 and S_noise >= 0 and S_tmin <= S_tmax):
-        raise EdgediffError(f"need S_churn ≥ 0, S_noise ≥ 0 and S_tmin ≤ S_tmax, got "
-                            f"S_churn={S_churn}, S_noise={S_noise}, S_tmin={S_tmin}, "
-                            f"S_tmax={S_tmax}")
+    loop_defaults("edm", S_churn=S_churn, S_tmin=S_tmin, S_tmax=S_tmax, S_noise=S_noise)
     sigmas = as_sigmas(sigmas)
     n = len(sigmas) - 1
     x = start_state(x)
     z = noise_source(noise, x, generator)
-    gamma_max = min(S_churn / n, math.sqrt(2) - 1)
+    gamma_max = churn_gamma(S_churn, n)
     for i in range(n):
         t_cur, t_next = sigmas[i], sigmas[i + 1]
         # Increase noise temporarily

@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
 import click
 
 from edgediff.errors import EdgediffError
-from edgediff.solvers import SOLVER_NAMES
+from edgediff.solvers import (
+    CLIP,
+    ETA,
+    RHO,
+    S_CHURN,
+    S_NOISE,
+    S_TMAX,
+    S_TMIN,
+    SOLVER_NAMES,
+    SPACING,
+    VARIANCE,
+    Option,
+)
 
 PROVIDERS = ("cpu", "cuda", "tensorrt")
+
+
+def _knob(flag: str, opt: Option):
+    """A typed flag for a catalogue option: its range or choices, and its help."""
+    if opt.choices:
+        kind = click.Choice(opt.choices)
+    else:
+        kind = click.FloatRange(opt.low, None if opt.high == math.inf else opt.high)
+    return click.option(flag, type=kind, default=None, help=opt.help + ".")
 
 
 def solver_options(f):
@@ -25,25 +47,16 @@ def solver_options(f):
         click.option("--steps", type=click.IntRange(1), default=None,
                      help="Number of steps (Heun-type solvers spend 2 NFE per step, 1 on the "
                           "last)."),
-        click.option("--eta", type=click.FloatRange(0), default=None, help="ddim: stochasticity "
-                     "η (0: deterministic, 1: DDPM)."),
-        click.option("--variance", type=click.Choice(["small", "large"]), default=None,
-                     help="ddpm: posterior (small) or jump (large) variance."),
+        _knob("--eta", ETA),
+        _knob("--variance", VARIANCE),
         click.option("--clip/--no-clip", default=None,
-                     help="ddpm, ddim: clamp the denoised estimate to the model's data range "
-                          "at every step (diffusers' clip_sample). Default: the model's."),
-        click.option("--s-churn", type=click.FloatRange(0), default=None,
-                     help="edm: total churn S_churn."),
-        click.option("--s-tmin", type=click.FloatRange(0), default=None,
-                     help="edm: churn only where σ ≥ S_tmin."),
-        click.option("--s-tmax", type=click.FloatRange(0), default=None,
-                     help="edm: churn only where σ ≤ S_tmax."),
-        click.option("--s-noise", type=click.FloatRange(0), default=None,
-                     help="edm: noise inflation S_noise."),
-        click.option("--rho", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="EDM σ grids: the ρ of Karras et al. eq 5."),
-        click.option("--spacing", type=click.Choice(["leading", "trailing", "linspace"]),
-                     default=None, help="DDPM (discrete) models: timestep spacing."),
+                     help=f"{CLIP.help}. Default: the model's."),
+        _knob("--s-churn", S_CHURN),
+        _knob("--s-tmin", S_TMIN),
+        _knob("--s-tmax", S_TMAX),
+        _knob("--s-noise", S_NOISE),
+        _knob("--rho", RHO),
+        _knob("--spacing", SPACING),
     ]
     for opt in reversed(opts):
         f = opt(f)

@@ -95,7 +95,7 @@ def command(artifact, preset, solver, steps, num, batch, seed, provider, threads
       edgediff sample digits.onnx --solver edm --steps 64 --s-churn 40 --seed 3
       edgediff sample digits.plan --batch 16 --cuda-graph
     """
-    from edgediff.runtime.sampling import SamplerSettings
+    from edgediff.solvers import SamplerSettings
 
     solver, steps, options = resolve(preset, solver, steps, **knobs)
     D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file, max_batch=batch)

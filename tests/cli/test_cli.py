@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from edgediff import runtime
 from edgediff.cli import _COMMANDS, main
+from edgediff.tolerance import TrajectoryScale
 
 
 def run(*args):
@@ -27,7 +29,11 @@ def test_sample_writes_npz_and_png_and_the_seed_fixes_the_samples(artifacts, tmp
             as zb:
         xa, xb, meta = za["samples"], zb["samples"], json.loads(str(za["meta"]))
     assert xa.shape == (10, 1, 8, 8)
-    assert np.abs(xa - xb).max() < 1e-5  # batch-size invariant
+    # batch-size invariant, to the float32 drift bound of this very trajectory
+    scale = TrajectoryScale(1)
+    runtime.sample(runtime.load(artifacts["digits"]), 10, batch=10, solver="dpmpp_2m",
+                   steps=10, callback=scale)
+    assert np.abs(xa - xb).max() <= scale.bound()
     assert meta["solver"] == "dpmpp_2m" and meta["steps"] == 10 and meta["seed"] == 0
     assert (tmp_path / "a" / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     c = run("sample", artifacts["digits"], "--num", 10, "--preset", "dpmpp-2m-10", "--seed", 1,

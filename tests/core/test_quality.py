@@ -46,7 +46,7 @@ def test_steps_for_nfe_spends_at_most_the_budget(solver):
 
 
 def test_every_preset_is_a_valid_sampler_and_every_suite_resolves():
-    from edgediff.runtime.sampling import SamplerSettings
+    from edgediff.solvers import SamplerSettings
 
     for name in configs.presets():
         solver, steps, options = configs.preset(name)

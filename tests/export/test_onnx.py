@@ -10,6 +10,7 @@ from edgediff.cli import main  # noqa: E402
 from edgediff.errors import EdgediffError  # noqa: E402
 from edgediff.export.onnx import export_onnx  # noqa: E402
 from edgediff.models.analytic import mixture_model  # noqa: E402
+from edgediff.tolerance import mixture_denoiser_bound  # noqa: E402
 
 
 def export(tmp_path, *args):
@@ -51,7 +52,10 @@ def test_mixture_export_is_the_exact_denoiser(tmp_path, mixture_2d):
     x = np.random.default_rng(0).standard_normal((16, 2)).astype(np.float32) * 3
     s = np.geomspace(0.002, 80, 16).astype(np.float32)
     (y,) = sess.run(None, {"x": x, "sigma": s})
-    np.testing.assert_allclose(y, mixture_2d.denoise(x, s), rtol=1e-5, atol=1e-5)
+    # float32 against the float64 oracle: within the mixture's own conditioning
+    # (edgediff.tolerance.mixture_denoiser_bound: float32 resolution × log-weight size)
+    err = np.abs(y - mixture_2d.denoise(x, s)).max(axis=1)
+    assert np.all(err <= mixture_denoiser_bound(mixture_2d, x, s)), err
 
 
 def test_existing_output_needs_force(tmp_path):

@@ -162,7 +162,8 @@ def test_engine_builds_and_matches_onnxruntime(tmp_path, mixture_onnx):
     from edgediff.export.tensorrt import build_engine
 
     path, meta = mixture_onnx
-    engine_bytes, _ = build_engine(path, meta, BuildSettings(max_batch=8))
+    # fp32 without TF32 (whose 10-bit mantissa would need its own, 8000× looser, bound)
+    engine_bytes, _ = build_engine(path, meta, BuildSettings(max_batch=8, tf32=False))
     engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_bytes)
     ctx = engine.create_execution_context()
     x = torch.randn(5, 2, device="cuda") * 3
@@ -178,7 +179,13 @@ def test_engine_builds_and_matches_onnxruntime(tmp_path, mixture_onnx):
 
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (ref,) = sess.run(None, {"x": x.cpu().numpy(), "sigma": s.cpu().numpy()})
-    np.testing.assert_allclose(y.cpu().numpy(), ref, rtol=1e-3, atol=1e-3)
+    # each float32 evaluation is within the mixture's conditioning bound of the exact D
+    from edgediff.mixture import GaussianMixture
+    from edgediff.tolerance import mixture_denoiser_bound
+
+    mixture = GaussianMixture.from_dict(json.loads(meta["edgediff.reference"])["mixture"])
+    bound = 2 * mixture_denoiser_bound(mixture, x.cpu().numpy(), s.cpu().numpy())
+    assert np.all(np.abs(y.cpu().numpy() - ref).max(axis=1) <= bound)
 
 
 @pytest.mark.trt
@@ -192,10 +199,14 @@ def test_the_plan_samples_like_onnxruntime(tmp_path, mixture_onnx, cuda_graph):
     from edgediff.export.tensorrt import build_engine
 
     path, meta = mixture_onnx
-    engine_bytes, side = build_engine(path, meta, BuildSettings(max_batch=8))
+    from edgediff.tolerance import TrajectoryScale
+
+    engine_bytes, side = build_engine(path, meta, BuildSettings(max_batch=8, tf32=False))
     plan = tmp_path / "m.plan"
     write_plan(plan, engine_bytes, side)
     with runtime.load(plan, cuda_graph=cuda_graph) as D:
         got = runtime.sample(D, 11, seed=3, batch=8, solver="heun", steps=18)
-    want = runtime.sample(runtime.load(path), 11, seed=3, batch=8, solver="heun", steps=18)
-    assert np.abs(got - want).max() <= 1e-3
+    ort_D = runtime.load(path)
+    scale = TrajectoryScale(2, ort_D.info.data_range)  # Heun: 2 calls a step
+    want = runtime.sample(ort_D, 11, seed=3, batch=8, solver="heun", steps=18, callback=scale)
+    assert np.abs(got - want).max() <= scale.bound()

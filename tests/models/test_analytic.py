@@ -5,6 +5,7 @@ import torch
 from edgediff.errors import EdgediffError
 from edgediff.mixture import GaussianMixture
 from edgediff.models.analytic import GaussianMixtureDenoiser
+from edgediff.tolerance import mixture_denoiser_bound
 
 
 def test_torch_module_equals_the_numpy_oracle(mixture_2d):
@@ -45,7 +46,9 @@ def test_float32_input_gives_float32_output_close_to_float64(mixture_2d):
     s = torch.full((5,), 0.3)
     out = D(x, s)
     assert out.dtype == torch.float32 and out.shape == x.shape
-    torch.testing.assert_close(out.double(), D(x.double(), s.double()), rtol=1e-5, atol=1e-5)
+    # float32 against float64: within the mixture's conditioning (edgediff.tolerance)
+    err = (out.double() - D(x.double(), s.double())).abs().reshape(5, -1).max(1).values
+    assert np.all(err.numpy() <= mixture_denoiser_bound(mixture_2d, x.numpy(), s.numpy()))
 
 
 def test_exact_samples_have_the_mixture_moments(mixture_2d):

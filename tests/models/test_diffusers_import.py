@@ -5,12 +5,15 @@ save_pretrained), with clip_sample on (diffusers' default) and off.
 
 Each case runs diffusers' loop twice with the UNet in float32:
 - *exact*: the scheduler's ᾱ/β tables promoted to float64, so its step arithmetic
-  is exact to float32's model output. edgediff must agree to max abs ≤ 1e-4.
+  is exact to float32's model output. edgediff differs from it only in how each
+  UNet input is rounded to float32 (x̂·s against x), so it must agree within
+  ``edgediff.tolerance``'s float32 drift bound for the run's own trajectory
+  (float32 resolution × calls × |x| along the way; a random UNet drives |x| to
+  ~750 when ε is not clipped). On the machine that wrote this, the differences
+  sit 10–1000× below the bound (≤ 7.7e-5; README table).
 - *stock*: everything float32, as diffusers ships. Its step arithmetic then rounds
-  1 − ᾱ_t near t = 0 (ᾱ ≈ 0.9999) to ~1e-3 relative, and the stock loop leaves the
-  exact one by up to 1.7e-4 (x0-prediction, 1000 steps) or 9e-3 (unclipped
-  ε-prediction, where a random UNet drives |x| to ~750). edgediff must be within
-  1e-4 of stock plus stock's own distance from exact.
+  1 − ᾱ_t near t = 0 (ᾱ ≈ 0.9999) to ~1e-3 relative, so edgediff must be within
+  the same bound of stock plus stock's own distance from exact.
 """
 
 import json
@@ -29,9 +32,9 @@ from edgediff.errors import EdgediffError
 from edgediff.models.diffusers_import import load_diffusers
 from edgediff.samplers import at_precision, ddim, ddpm
 from edgediff.schedules import ddpm_timesteps
+from edgediff.tolerance import drift_bound
 
 SHAPE = (3, 1, 8, 8)
-BOUND = 1e-4
 
 
 def make_folder(tmp_path, prediction_type, spacing="leading", scheduler_cls=DDPMScheduler,
@@ -65,29 +68,32 @@ def diffusers_loop(unet, sched, steps, x_T, noise_seed, *, exact=False, monkeypa
                 shape, generator=kw.get("generator"), dtype=torch.float32).double())
         x = x.double()
     g = torch.Generator().manual_seed(noise_seed)
+    scales = []  # per call: the largest |x| or |model output| (edgediff.tolerance, point 1)
     with torch.no_grad():
         for t in sched.timesteps:
             out = unet(x.float(), t).sample.to(x.dtype)
+            scales.append(max(x.abs().max().item(), out.abs().max().item(), 1.0))
             x = sched.step(out, t, x, generator=g).prev_sample
-    return x, sched.timesteps
+    return x, sched.timesteps, drift_bound(scales)
 
 
-def compare(edgediff_x, stock, exact, label):
+def compare(edgediff_x, stock, exact, label, bound):
     """Assert the bounds of the module docstring; print the figures."""
     err_exact = (edgediff_x - exact).abs().max().item()
     err_stock = (edgediff_x.float() - stock).abs().max().item()
     stock_rounding = (stock.double() - exact).abs().max().item()
     print(f"\n{label}: vs exact {err_exact:.2e}, vs stock {err_stock:.2e} (stock vs exact "
-          f"{stock_rounding:.2e}), max |x| {exact.abs().max().item():.3g}")
-    assert err_exact <= BOUND
-    assert err_stock <= BOUND + stock_rounding
+          f"{stock_rounding:.2e}), max |x| {exact.abs().max().item():.3g}, bound {bound:.2e}")
+    assert err_exact <= bound
+    assert err_stock <= bound + stock_rounding
 
 
 def run_both(unet, sched, steps, x_T, noise_seed, monkeypatch):
-    stock, timesteps = diffusers_loop(unet, sched, steps, x_T, noise_seed)
-    exact, _ = diffusers_loop(unet, sched, steps, x_T, noise_seed, exact=True,
-                              monkeypatch=monkeypatch)
-    return stock, exact, timesteps
+    """Stock and exact diffusers, and the drift bound of the exact trajectory."""
+    stock, timesteps, _ = diffusers_loop(unet, sched, steps, x_T, noise_seed)
+    exact, _, bound = diffusers_loop(unet, sched, steps, x_T, noise_seed, exact=True,
+                                     monkeypatch=monkeypatch)
+    return stock, exact, timesteps, bound
 
 
 def clip_of(loaded):
@@ -103,7 +109,7 @@ def test_ddpm_matches_diffusers_ddpmscheduler(tmp_path, monkeypatch, prediction_
     folder, unet, sched = make_folder(tmp_path, prediction_type, spacing,
                                       clip_sample=clip_sample)
     x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
-    stock, exact, timesteps = run_both(unet, sched, steps, x_T, 2, monkeypatch)
+    stock, exact, timesteps, bound = run_both(unet, sched, steps, x_T, 2, monkeypatch)
 
     loaded = load_diffusers(folder)
     assert timesteps.tolist() == ddpm_timesteps(steps, 1000, spacing).tolist()
@@ -112,7 +118,8 @@ def test_ddpm_matches_diffusers_ddpmscheduler(tmp_path, monkeypatch, prediction_
     z = torch.stack([torch.randn(SHAPE, generator=g) for _ in range(steps)])
     x_hat = x_T.double() * math.sqrt(1 + sigmas[0] ** 2)
     got = ddpm(at_precision(loaded.denoiser), x_hat, sigmas, noise=z, clip=clip_of(loaded))
-    compare(got, stock, exact, f"ddpm/{prediction_type}/{spacing}/{steps}/clip={clip_sample}")
+    compare(got, stock, exact, f"ddpm/{prediction_type}/{spacing}/{steps}/clip={clip_sample}",
+            bound)
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
@@ -120,12 +127,12 @@ def test_ddim_eta0_matches_diffusers_ddimscheduler(tmp_path, monkeypatch, predic
     folder, unet, sched = make_folder(tmp_path, prediction_type, "leading", DDIMScheduler)
     steps = 50
     x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(3))
-    stock, exact, _ = run_both(unet, sched, steps, x_T, 4, monkeypatch)
+    stock, exact, _, bound = run_both(unet, sched, steps, x_T, 4, monkeypatch)
     loaded = load_diffusers(folder)
     sigmas = loaded.schedule.sigmas(steps, "leading")
     x_hat = x_T.double() * math.sqrt(1 + sigmas[0] ** 2)
     got = ddim(at_precision(loaded.denoiser), x_hat, sigmas, eta=0.0)
-    compare(got, stock, exact, f"ddim/{prediction_type}")
+    compare(got, stock, exact, f"ddim/{prediction_type}", bound)
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
@@ -155,6 +162,8 @@ def test_clipped_ddim_is_diffusers_clipped_ddim_in_float64(tmp_path, prediction_
                clip=clip_of(loaded))
     err = (got - x).abs().max().item()
     print(f"\nddim/{prediction_type}/clip in float64: max abs diff {err:.2e}")
+    # float64 resolution (2.2e-16) × |x| (≲ 3) × the growth the docstring names, 2.7× a
+    # step, over at most 20 of the 50 steps that bind the clamp (2.7²⁰ ≈ 4e8): 3e-7
     assert err <= 1e-6
 
 
@@ -163,7 +172,7 @@ def test_clipping_is_what_diffusers_does(tmp_path):
     miss it: the oracle above can fail."""
     folder, unet, sched = make_folder(tmp_path, "epsilon", "trailing", clip_sample=True)
     x_T = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
-    stock, _ = diffusers_loop(unet, sched, 50, x_T, 2)
+    stock, _, bound = diffusers_loop(unet, sched, 50, x_T, 2)
     loaded = load_diffusers(folder)
     assert clip_of(loaded) == (-1.0, 1.0)
     sigmas = loaded.schedule.sigmas(50, "trailing")
@@ -171,7 +180,7 @@ def test_clipping_is_what_diffusers_does(tmp_path):
     z = torch.stack([torch.randn(SHAPE, generator=g) for _ in range(50)])
     x_hat = x_T.double() * math.sqrt(1 + sigmas[0] ** 2)
     unclipped = ddpm(at_precision(loaded.denoiser), x_hat, sigmas, noise=z)
-    assert (unclipped.float() - stock).abs().max().item() > 100 * BOUND
+    assert (unclipped.float() - stock).abs().max().item() > 10 * bound
 
 
 def test_loaded_config_records_the_source(tmp_path):

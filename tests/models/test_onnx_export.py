@@ -14,8 +14,10 @@ pytest.importorskip("onnx", reason="onnx is not installed")
 from edgediff.models.networks import MLP, UNet  # noqa: E402
 from edgediff.models.precond import make_precond  # noqa: E402
 from edgediff.schedules import DiscreteSchedule  # noqa: E402
+from edgediff.tolerance import EPS32  # noqa: E402
 
 ABAR = DiscreteSchedule.from_betas().alphas_cumprod
+DEPTH_ULPS = 64
 CASES = {
     "unet-edm": (lambda: UNet(8, 1, 1, model_channels=16, channel_mult=(1, 2), num_blocks=1,
                               attn_resolutions=(4,), embedding="positional"), "edm", (1, 8, 8)),
@@ -49,8 +51,14 @@ def test_preconditioned_networks_export_and_match_onnxruntime(tmp_path, case):
     (got,) = sess.run(None, {"x": x.numpy(), "sigma": sigma.numpy()})
     with torch.no_grad():
         expect = D(x, sigma).numpy()
-    # float32 rounding inside F is multiplied by c_out (σ itself for VE): bound it per sample
+    # Two float32 implementations of one network: they differ by its reassociation
+    # error, a few ulps per layer of each layer's scale. Per sample the scale is the
+    # largest of |x|, |D| and |c_out·F| (σ·F for VE and ε: c_out multiplies F's
+    # rounding); DEPTH_ULPS allows ~4 ulps for each of the network's ≤ 16 layers.
     with torch.no_grad():
         c_out = D.coefficients(sigma)[1].abs().clamp(min=1).numpy()
-    err = np.abs(got - expect).reshape(5, -1).max(1) / c_out
-    assert err.max() < 1e-5, err
+    scale = np.maximum(np.abs(expect).reshape(5, -1).max(1), np.abs(x.numpy()).reshape(
+        5, -1).max(1)) * c_out
+    err = np.abs(got - expect).reshape(5, -1).max(1)
+    print(case, "ulps of scale:", (err / (EPS32 * scale)).round(2))
+    assert np.all(err <= DEPTH_ULPS * EPS32 * scale), err / (EPS32 * scale)
