@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,9 +26,61 @@ def atomic_path(target: str | os.PathLike) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def _merge(src: Path, dst: Path) -> None:
+    """Move ``src``'s entries into the folder ``dst``, each with one atomic rename;
+    sub-folders that exist on both sides are merged the same way."""
+    for child in sorted(src.iterdir()):
+        target = dst / child.name
+        if child.is_dir() and target.is_dir():
+            _merge(child, target)
+        else:
+            os.replace(child, target)
+
+
+@contextmanager
+def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``target`` to write a run's outputs
+    into. Only when the block succeeds do they take their place: a new ``target``
+    is the temporary folder renamed; an existing one receives each file by an
+    atomic rename (files of earlier runs with other names stay). On any failure —
+    an error, a NaN stop, Ctrl-C — the temporary folder is removed and ``target``
+    is as it was: no new folder, no new or half-written file."""
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise EdgediffError(f"the output {target} exists and is not a folder; choose another -o")
+    base = _nearest_existing(target.parent)
+    if not os.access(base, os.W_OK):
+        raise EdgediffError(f"cannot write under {base}: permission denied; choose another -o")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=base))
+    try:
+        yield tmp
+        if target.is_dir():
+            _merge(tmp, target)
+        else:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise EdgediffError(f"cannot create {target.parent}: {e.strerror}") from None
+            os.rename(tmp, target)
+            os.chmod(target, 0o777 & ~_umask())  # mkdtemp makes 0700
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask

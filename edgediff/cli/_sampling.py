@@ -134,14 +134,3 @@ def pass_knobs(f):
         knobs = {k: kwargs.pop(k) for k in _KNOBS}
         return f(knobs=knobs, **kwargs)
     return wrapper
-
-
-def writable_folder(path: Path) -> Path:
-    """Create ``path`` (and parents) or say in one line why not."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise EdgediffError(f"cannot create the output folder {path}: {e.strerror}") from None
-    if not path.is_dir():
-        raise EdgediffError(f"{path} is not a folder")
-    return path

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from edgediff.cli._sampling import backend_options, load_artifact, writable_folder
+from edgediff.cli._sampling import backend_options, load_artifact
 from edgediff.errors import EdgediffError
-from edgediff.fileio import atomic_path
+from edgediff.fileio import atomic_folder, atomic_path
 from edgediff.solvers import SOLVER_NAMES, steps_for_nfe
 
 
@@ -49,6 +49,19 @@ def plan_runs(suite, solvers, steps, nfe_list):
         for n in step_list or [steps_for_nfe(name, n) for n in nfes]:
             runs.append((f"{name}-{n}", name, n, {}))
     return runs, None
+
+
+def check_runs(info, runs) -> None:
+    """Every run's solver, steps, options and σ grid, checked before the first one
+    starts: a bad value in the last run of a suite should not cost the others."""
+    from edgediff.grids import settings_grid
+    from edgediff.solvers import SamplerSettings
+
+    for label, solver, steps, options in runs:
+        try:
+            settings_grid(info, SamplerSettings.resolve(info, solver, steps, options))
+        except EdgediffError as e:
+            raise EdgediffError(f"run {label}: {e}") from None
 
 
 def _fmt(v, spec):
@@ -135,13 +148,21 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
       edgediff bench mixture.onnx --solvers heun,dpmpp_2m --nfe 5,9,19 --num 2000
       edgediff bench digits.onnx --solvers ddpm,ddim --steps 50,250 --threads 2
     """
-    from edgediff.bench import run_bench
-    from edgediff.quality import score_for
-
     runs, suite_num = plan_runs(suite, solvers, steps, nfe_list)
     num = num or suite_num or 256
     D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file, max_batch=batch)
-    folder = writable_folder(out)
+    check_runs(D.info, runs)
+    with atomic_folder(out) as folder:  # nothing lands unless the whole run succeeds
+        written = _run_and_write(D, folder, artifact, runs, num, batch, seed, reference_steps,
+                                 fid)
+    for path in written:
+        click.echo(f"wrote {out / path.relative_to(folder)}")
+
+
+def _run_and_write(D, folder, artifact, runs, num, batch, seed, reference_steps, fid):
+    from edgediff.bench import run_bench
+    from edgediff.quality import score_for
+
     score = score_for(D.info, num, seed)
     rows = run_bench(D, runs, num=num, batch=batch, seed=seed, score=score,
                      reference_steps=reference_steps,
@@ -171,6 +192,5 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
             if value is None:
                 break  # the reason is the same for every run
             r.fid = value
-    for path in _write(folder, rows, meta):
-        click.echo(f"wrote {path}")
+    return _write(folder, rows, meta)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from edgediff.cli._sampling import writable_folder
 from edgediff.errors import missing_extra
+from edgediff.fileio import atomic_folder
 
 # (label, solver, steps, options): ODE solvers at equal NFE, plus stochastic samplers
 MIXTURE_RUNS = [
@@ -67,42 +67,52 @@ def command(num: int, seed: int, threads: int | None, out: Path) -> None:
       edgediff demo --num 256 --seed 0 -o out/demo
     """
     try:
-        from edgediff.cli.export import resolve_source
-        from edgediff.export.onnx import export_onnx
+        import torch  # noqa: F401  (export needs it)
     except ImportError:
         raise missing_extra("torch", "torch") from None
+    t_start = time.perf_counter()
+    with atomic_folder(out) as folder:  # nothing lands unless the whole demo succeeds
+        for name, source, runs, n in (("mixture", "mixture2d", MIXTURE_RUNS, 8 * num),
+                                      ("digits", "bundled", DIGITS_RUNS, num)):
+            _one_model(folder, out, name, source, runs, n, seed, threads)
+    click.echo(f"\ndemo done in {time.perf_counter() - t_start:.0f} s; outputs under {out}")
+
+
+def _one_model(folder: Path, out: Path, name: str, source: str, runs, n: int, seed: int,
+               threads: int | None) -> None:
+    """Export one model into ``folder``/name, compare its solvers, write what it shows.
+    Paths are printed as they will be once the run has succeeded (under ``out``)."""
     from edgediff import runtime
     from edgediff.bench import run_bench
     from edgediff.cli.bench import _write
+    from edgediff.cli.export import resolve_source
     from edgediff.cli.sample import write_outputs
+    from edgediff.export.onnx import export_onnx
     from edgediff.quality import score_for
 
-    t_start = time.perf_counter()
-    folder = writable_folder(out)
-    for name, source, runs, n in (("mixture", "mixture2d", MIXTURE_RUNS, 8 * num),
-                                  ("digits", "bundled", DIGITS_RUNS, num)):
-        sub = writable_folder(folder / name)
-        onnx_path = sub / f"{name}.onnx"
-        click.echo(f"\n== {name}: export {source} -> {onnx_path}")
-        model, digest = resolve_source(source)
-        t0 = time.perf_counter()
-        check = export_onnx(model, onnx_path, source_sha256=digest, force=True)
-        click.echo(f"   ONNX Runtime vs torch {check} ({time.perf_counter() - t0:.1f} s, "
-                   f"{onnx_path.stat().st_size / 2**20:.2f} MiB)")
-        D = runtime.load(onnx_path, threads=threads)
-        score = score_for(D.info, n, seed)
-        click.echo(f"== {name}: {len(runs)} runs x {n} samples with the NumPy + ONNX Runtime "
-                   f"sampler")
-        with click.progressbar(length=len(runs) + 1, label="   sampling", show_eta=False,
-                               file=sys.stderr) as bar:
-            rows = run_bench(D, runs, num=n, batch=min(n, 256), seed=seed, score=score,
-                             progress=lambda _label: bar.update(1))
-        _table(rows, score.floor, score.name, score.floor_note)
-        meta = {"artifact": str(onnx_path), "artifact_name": name, "num": n, "batch": min(n, 256),
-                "seed": seed, "reference_steps": 100, "distance_floor": score.floor}
-        written = _write(sub, rows, meta)
-        default = D.info.default_sampler
-        x = runtime.sample(D, n, seed=seed, batch=min(n, 256))
-        written += write_outputs(sub, x, D.info, {**default, "seed": seed, "num": n})
-        click.echo("   wrote " + ", ".join(str(p) for p in written))
-    click.echo(f"\ndemo done in {time.perf_counter() - t_start:.0f} s; outputs under {folder}")
+    sub = folder / name
+    sub.mkdir()
+    onnx_path = sub / f"{name}.onnx"
+    click.echo(f"\n== {name}: export {source} -> {out / name / onnx_path.name}")
+    model, digest = resolve_source(source)
+    t0 = time.perf_counter()
+    check = export_onnx(model, onnx_path, source_sha256=digest, force=True)
+    click.echo(f"   ONNX Runtime vs torch {check} ({time.perf_counter() - t0:.1f} s, "
+               f"{onnx_path.stat().st_size / 2**20:.2f} MiB)")
+    D = runtime.load(onnx_path, threads=threads)
+    score = score_for(D.info, n, seed)
+    click.echo(f"== {name}: {len(runs)} runs x {n} samples with the NumPy + ONNX Runtime "
+               f"sampler")
+    with click.progressbar(length=len(runs) + 1, label="   sampling", show_eta=False,
+                           file=sys.stderr) as bar:
+        rows = run_bench(D, runs, num=n, batch=min(n, 256), seed=seed, score=score,
+                         progress=lambda _label: bar.update(1))
+    _table(rows, score.floor, score.name, score.floor_note)
+    meta = {"artifact": str(out / name / onnx_path.name), "artifact_name": name, "num": n,
+            "batch": min(n, 256), "seed": seed, "reference_steps": 100,
+            "distance_floor": score.floor}
+    written = _write(sub, rows, meta)
+    default = D.info.default_sampler
+    x = runtime.sample(D, n, seed=seed, batch=min(n, 256))
+    written += write_outputs(sub, x, D.info, {**default, "seed": seed, "num": n})
+    click.echo("   wrote " + ", ".join(str(out / p.relative_to(folder)) for p in written))

@@ -15,9 +15,8 @@ from edgediff.cli._sampling import (
     pass_knobs,
     resolve,
     solver_options,
-    writable_folder,
 )
-from edgediff.fileio import atomic_path
+from edgediff.fileio import atomic_folder, atomic_path
 
 
 def _list_presets(ctx, _param, value):
@@ -100,17 +99,18 @@ def command(artifact, preset, solver, steps, num, batch, seed, provider, threads
     solver, steps, options = resolve(preset, solver, steps, **knobs)
     D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file, max_batch=batch)
     settings = SamplerSettings.resolve(D.info, solver, steps, options)
-    folder = writable_folder(out)
     from edgediff.runtime import sample
 
     total = -(-num // batch) * settings.steps
     label = f"{settings.solver}, {settings.steps} steps"
-    with click.progressbar(length=total, label=label, file=sys.stderr,
-                           show_pos=True) as bar:
-        samples = sample(D, num, seed=seed, batch=batch, solver=settings.solver,
-                         steps=settings.steps, options=settings.options,
-                         callback=lambda _step: bar.update(1))
-    meta = {"artifact": str(artifact), "solver": settings.solver, "steps": settings.steps,
-            "options": settings.options, "seed": seed, "num": num}
-    for path in write_outputs(folder, samples, D.info, meta):
-        click.echo(f"wrote {path}")
+    with atomic_folder(out) as folder:  # nothing lands unless the whole run succeeds
+        with click.progressbar(length=total, label=label, file=sys.stderr,
+                               show_pos=True) as bar:
+            samples = sample(D, num, seed=seed, batch=batch, solver=settings.solver,
+                             steps=settings.steps, options=settings.options,
+                             callback=lambda _step: bar.update(1))
+        meta = {"artifact": str(artifact), "solver": settings.solver, "steps": settings.steps,
+                "options": settings.options, "seed": seed, "num": num}
+        written = [p.relative_to(folder) for p in write_outputs(folder, samples, D.info, meta)]
+    for path in written:
+        click.echo(f"wrote {out / path}")
