@@ -139,7 +139,8 @@ class ArtifactInfo:
         lo = _finite("sigma_min", self.sigma_min, positive=True)
         hi = _finite("sigma_max", self.sigma_max, positive=True)
         if not lo < hi:
-            raise MetadataError("sigma_max", self.sigma_max, f"a number above sigma_min = {lo:g}")
+            raise EdgediffError(f"{PREFIX}sigma_min = {lo!r} and {PREFIX}sigma_max = {hi!r} are "
+                                f"not allowed together: need sigma_min < sigma_max")
         _finite("sigma_data", self.sigma_data, positive=True)
         _shape(list(self.sample_shape))
         _data_range(list(self.data_range))

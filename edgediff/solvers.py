@@ -92,9 +92,9 @@ S_NOISE = Option("S_noise", 1.0, 0.0, 2.0,
 # schedule when the grid is built).
 SPACING = Option("spacing", "leading", choices=("leading", "trailing", "linspace"),
                  help="DDPM (discrete) models: timestep spacing")
-RHO = Option("rho", 7.0, 0.1, 1000.0,
-             why="below 0.1 σ_max^(1/ρ) overflows and every step crowds at σ_min; past "
-                 "1000 the grid is geometric to rounding",
+RHO = Option("rho", 7.0, 1.0, 1000.0,
+             why="ρ < 1 crowds the steps at σ_max, and toward 0.5 the σ_min end cancels to 0; "
+                 "past 1000 the grid is geometric to rounding",
              help="EDM σ grids: the ρ of Karras et al. eq 5")
 GRID_OPTIONS = (SPACING, RHO)
 
