@@ -71,7 +71,8 @@ def test_bad_metadata_leaves_nothing_and_names_the_key(nan_model, tmp_path, comm
     meta = tmp_path / "bad.json"
     meta.write_text(json.dumps({**META, "sigma_min": 100.0}))
     r = run(command, path, "--metadata", meta, "-o", tmp_path / "out")
-    assert r.exit_code == 1 and "edgediff.sigma_min = 100.0 and edgediff.sigma_max = 80.0" in r.output
+    assert r.exit_code == 1
+    assert "edgediff.sigma_min = 100.0 and edgediff.sigma_max = 80.0" in r.output
     assert listing(tmp_path) == ["bad.json"]
 
 

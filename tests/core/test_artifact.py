@@ -137,7 +137,7 @@ def as_stored(value):
 def near(text: str):
     """Small edits of a real value: digits, signs, brackets changed or dropped."""
     return st.lists(st.tuples(st.integers(0, max(len(text) - 1, 0)),
-                              st.sampled_from(list("0123456789-.,[]{}e\"") + ["", "NaN"])),
+                              st.sampled_from([*list('0123456789-.,[]{}e"'), "", "NaN"])),
                     min_size=1, max_size=3).map(lambda edits: _apply(text, edits))
 
 
@@ -167,7 +167,7 @@ def mutated(draw):
         elif how == "inner" and key in ("schedule", "default_sampler", "reference") \
                 and full in props:
             inner = json.loads(props[full])
-            field = draw(st.sampled_from(sorted(inner) + ["solver", "steps", "eta", "name"]))
+            field = draw(st.sampled_from([*sorted(inner), "solver", "steps", "eta", "name"]))
             inner[field] = draw(json_value)
             props[full] = json.dumps(inner)
         else:

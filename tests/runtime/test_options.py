@@ -76,9 +76,9 @@ def test_each_loop_checks_its_options_itself_too():
 
     D = GaussianData(INFOS["edm"])
     x = np.zeros((1, 2))
-    with pytest.raises(EdgediffError, match="eta = 2.0 is not allowed"):
+    with pytest.raises(EdgediffError, match=r"eta = 2\.0 is not allowed"):
         stochastic.ddim(D, x, [1.0, 0.0], noise=lambda i: x, eta=2.0)
-    with pytest.raises(EdgediffError, match="S_noise = -1.0 is not allowed"):
+    with pytest.raises(EdgediffError, match=r"S_noise = -1\.0 is not allowed"):
         stochastic.edm(D, x, [1.0, 0.0], noise=lambda i: x, S_noise=-1.0)
     assert D.calls == 0
 
