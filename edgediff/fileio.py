@@ -62,9 +62,11 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     if target.exists() and not target.is_dir():
         raise EdgediffError(f"the output {target} exists and is not a folder; choose another -o")
     base = _nearest_existing(target.parent)
-    if not os.access(base, os.W_OK):
-        raise EdgediffError(f"cannot write under {base}: permission denied; choose another -o")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=base))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=base))
+    except OSError as e:
+        raise EdgediffError(f"cannot create the output folder {target}: {e.strerror}; "
+                            f"choose another -o") from None
     try:
         yield tmp
         if target.is_dir():

@@ -206,3 +206,26 @@ def test_metadata_file_overrides_the_artifacts_own(artifacts, tmp_path):
     meta.write_text("{not json")
     r = run("sample", artifacts["mixture"], "--metadata", meta)
     assert r.exit_code == 1 and "cannot read --metadata" in r.output
+
+
+@pytest.mark.parametrize("key,value", [("sigma_data", "-1"), ("sample_shape", "[0]"),
+                                       ("default_sampler", '{"solver": "ddim", "eta": 9}'),
+                                       ("format_version", "99")])
+def test_a_hand_edited_artifact_is_refused_by_info_and_load_in_one_line(artifacts, tmp_path,
+                                                                        key, value):
+    import onnx
+
+    from edgediff.errors import EdgediffError
+
+    model = onnx.load(artifacts["mixture"])
+    for prop in model.metadata_props:
+        if prop.key == f"edgediff.{key}":
+            prop.value = value
+    edited = tmp_path / "edited.onnx"
+    onnx.save(model, edited)
+    r = run("info", edited)
+    assert r.exit_code == 1
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and f"edgediff.{key} = " in lines[0] and "not allowed" in lines[0]
+    with pytest.raises(EdgediffError, match=f"edgediff.{key} = "):
+        runtime.load(edited)
