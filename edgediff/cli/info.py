@@ -36,10 +36,10 @@ def _onnx(path: Path, as_json: bool) -> None:
     from edgediff.cli.build import read_onnx_metadata
 
     props = read_onnx_metadata(path)
+    info = ArtifactInfo.from_props(props, where=str(path))  # checked, --json or not
     if as_json:
         click.echo(json.dumps(props, indent=1))
         return
-    info = ArtifactInfo.from_props(props, where=str(path))
     _table([("file", f"{path} ({path.stat().st_size / 2**20:.2f} MiB, ONNX)"),
             *_artifact_lines(info)])
 

@@ -223,9 +223,10 @@ def test_a_hand_edited_artifact_is_refused_by_info_and_load_in_one_line(artifact
             prop.value = value
     edited = tmp_path / "edited.onnx"
     onnx.save(model, edited)
-    r = run("info", edited)
-    assert r.exit_code == 1
-    lines = r.output.strip().splitlines()
-    assert len(lines) == 1 and f"edgediff.{key} = " in lines[0] and "not allowed" in lines[0]
+    for json_flag in ([], ["--json"]):
+        r = run("info", edited, *json_flag)
+        assert r.exit_code == 1
+        lines = r.output.strip().splitlines()
+        assert len(lines) == 1 and f"edgediff.{key} = " in lines[0] and "not allowed" in lines[0]
     with pytest.raises(EdgediffError, match=f"edgediff.{key} = "):
         runtime.load(edited)
