@@ -84,6 +84,33 @@ class GaussianMixture:
         per_k = self.means[None] + shrink[..., None] * (x[:, None] - self.means[None])
         return (r[..., None] * per_k).sum(1).reshape(shape)
 
+    @property
+    def null_label(self) -> int:
+        """The class id that means "no label": one past the components."""
+        return self.num_components
+
+    def denoise_given(self, x: np.ndarray, sigma, labels) -> np.ndarray:
+        """The class-conditional exact denoiser, the classes being the components:
+        D(x̂; σ | k) = μ_k + τ_k²/(τ_k² + σ²)·(x̂ − μ_k), that Gaussian's own; the
+        null label gives the mixture's D."""
+        shape = np.shape(x)
+        x = np.asarray(x, dtype=np.float64).reshape(shape[0], -1, self.dim)
+        sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64).reshape(-1), (shape[0],))
+        labels = np.broadcast_to(np.asarray(labels).reshape(-1), (shape[0],))
+        if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 \
+                or labels.max() > self.null_label:
+            raise EdgediffError(f"class labels are integers 0…{self.num_components - 1}, or "
+                                f"{self.null_label} for none; got {labels.tolist()}")
+        out = np.empty_like(x)
+        null = labels == self.null_label
+        if null.any():
+            out[null] = self.denoise(x[null], np.repeat(sigma[null], x.shape[1]).reshape(
+                -1)).reshape(x[null].shape)
+        k = labels[~null]
+        shrink = (self.stds[k] ** 2 / (self.stds[k] ** 2 + sigma[~null] ** 2))[:, None, None]
+        out[~null] = self.means[k][:, None] + shrink * (x[~null] - self.means[k][:, None])
+        return out.reshape(shape)
+
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """n exact draws and their component labels."""
         labels = rng.choice(self.num_components, size=n, p=self.weights)
