@@ -29,7 +29,15 @@ class GaussianMixtureDenoiser(nn.Module):
         self.register_buffer("means", torch.as_tensor(mixture.means))
         self.register_buffer("variances", torch.as_tensor(mixture.stds) ** 2)
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    @property
+    def null_label(self) -> int:
+        """The class id that means "no label" (the classes are the components)."""
+        return self.mixture.null_label
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor,
+                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """D(x̂; σ), or with ``class_labels`` [B] (component ids; the null label for
+        none) the class-conditional D: component k's own exact denoiser."""
         dtype = x.dtype
         flat = x.reshape(x.shape[0], -1)                                   # [B, d]
         means, tau2 = self.means.to(dtype), self.variances.to(dtype)
@@ -40,7 +48,12 @@ class GaussianMixtureDenoiser(nn.Module):
         logits = self.log_weights.to(dtype) - 0.5 * d * torch.log(var) - 0.5 * sq / var
         r = torch.softmax(logits, dim=1)                                   # posterior weights
         per_k = means[None] + (tau2[None, :] / var)[..., None] * diff      # [B, K, d]
-        return (r[..., None] * per_k).sum(1).reshape(x.shape)
+        mixed = (r[..., None] * per_k).sum(1)
+        if class_labels is None:
+            return mixed.reshape(x.shape)
+        k = class_labels.reshape(-1).long()
+        own = per_k[torch.arange(len(k)), k.clamp(max=len(tau2) - 1)]      # [B, d]
+        return torch.where((k < len(tau2))[:, None], own, mixed).reshape(x.shape)
 
 
 def mixture_model(mixture: GaussianMixture | None = None):

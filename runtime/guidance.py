@@ -16,21 +16,11 @@ step and σ as for any backend.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from edgediff.errors import EdgediffError
+from edgediff.guidance import check_guidance
 from edgediff.runtime._call import Denoiser
-
-
-def check_guidance(w) -> float:
-    """A guidance scale: finite and ≥ 0 (w < 0 would guide away from the condition)."""
-    if isinstance(w, bool) or not isinstance(w, int | float | np.integer | np.floating) \
-            or not math.isfinite(w) or w < 0:
-        raise EdgediffError(f"the guidance scale must be a finite number ≥ 0 (1: the "
-                            f"conditional model alone, 0: the unconditional one), got {w!r}")
-    return float(w)
 
 
 class Guided:
