@@ -18,8 +18,8 @@ from edgediff.errors import EdgediffError
 from edgediff.schedules import Schedule, schedule_from_dict
 
 PREFIX = "edgediff."
-FORMAT_VERSION = 1
-OPTIONAL_KEYS = ("reference",)
+FORMAT_VERSION = 2  # 2: optional ``conditioning`` (class labels, guidance); 1 still loads
+OPTIONAL_KEYS = ("reference", "conditioning")
 KEYS = ("format_version", "parameterization", "schedule", "sigma_min", "sigma_max",
         "sigma_data", "sample_shape", "data_range", "source_sha256", "default_sampler",
         "precision")
@@ -133,6 +133,7 @@ class ArtifactInfo:
     default_sampler: dict[str, Any]
     precision: str
     reference: dict[str, Any] | None = None  # what quality is measured against (optional)
+    conditioning: dict[str, Any] | None = None  # class-conditional graphs (optional, format 2)
 
     def __post_init__(self):
         _choice("parameterization", self.parameterization, PARAMETERIZATIONS)
@@ -149,6 +150,8 @@ class ArtifactInfo:
         self._check_default_sampler()
         if self.reference is not None:
             self._check_reference()
+        if self.conditioning is not None:
+            self._check_conditioning()
 
     def _check_default_sampler(self) -> None:
         """The default sampler must be one this build runs, on a grid inside the
@@ -165,6 +168,32 @@ class ArtifactInfo:
             settings_grid(self, SamplerSettings.resolve(self))
         except EdgediffError as e:
             raise MetadataError("default_sampler", d, str(e)) from None
+
+    def _check_conditioning(self) -> None:
+        c = self.conditioning
+        allowed = ('a JSON object {"num_classes": K ≥ 1, "null_label": an id in 0…K (the '
+                   'unconditional pass), "guidance_input": true or false}')
+        if not isinstance(c, dict) or set(c) - {"num_classes", "null_label", "guidance_input"}:
+            raise MetadataError("conditioning", c, allowed)
+        k, null = c.get("num_classes"), c.get("null_label")
+        ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (k, null))
+        if not ints or k < 1 or not 0 <= null <= k \
+                or not isinstance(c.get("guidance_input", False), bool):
+            raise MetadataError("conditioning", c, allowed)
+
+    @property
+    def num_classes(self) -> int:
+        """0 for an unconditional model."""
+        return int(self.conditioning["num_classes"]) if self.conditioning else 0
+
+    @property
+    def null_label(self) -> int | None:
+        return int(self.conditioning["null_label"]) if self.conditioning else None
+
+    @property
+    def guidance_input(self) -> bool:
+        """The graph takes ``guidance`` and doubles the batch inside (export --guidance)."""
+        return bool(self.conditioning and self.conditioning.get("guidance_input", False))
 
     def _check_reference(self) -> None:
         ref = self.reference
@@ -201,6 +230,8 @@ class ArtifactInfo:
         }
         if self.reference is not None:
             values["reference"] = json.dumps(self.reference)
+        if self.conditioning is not None:
+            values["conditioning"] = json.dumps(self.conditioning)
         return {PREFIX + k: v for k, v in values.items()}
 
     @classmethod
@@ -223,9 +254,12 @@ class ArtifactInfo:
             raise EdgediffError(f"{where} lacks the metadata {names}")
         try:
             _version(mine["format_version"])
-            reference = None
+            reference = conditioning = None
             if "reference" in mine:
                 reference = _json("reference", mine["reference"], dict, "a JSON object")
+            if "conditioning" in mine:
+                conditioning = _json("conditioning", mine["conditioning"], dict,
+                                     "a JSON object")
             return cls(
                 parameterization=mine["parameterization"],
                 schedule=_schedule(mine["schedule"]),
@@ -239,6 +273,7 @@ class ArtifactInfo:
                                       'a JSON object {"solver": NAME, "steps": N, ...}'),
                 precision=mine["precision"],
                 reference=reference,
+                conditioning=conditioning,
             )
         except EdgediffError as e:
             raise EdgediffError(f"{where}: {e}") from None

@@ -1,6 +1,7 @@
 """Comparing two implementations of D(x, σ) the same way everywhere: export
 validation (ONNX Runtime vs torch) and ``edgediff check`` (TensorRT vs ONNX
-Runtime). Each side is any ``f(x float32, σ float32) -> array``.
+Runtime). Each side is any ``f(x float32, σ float32, **extra) -> array``, where
+a conditional artifact's ``extra`` holds ``class_labels`` (and ``guidance``).
 
 The verdict is polygraphy's comparator (``SimpleCompareFunc``, elementwise): an
 element fails only when it exceeds both tolerances, |got − ref| > atol and
@@ -50,6 +51,20 @@ class Validation:
                     .format(**self.end_to_end)))
 
 
+def validation_extras(info: ArtifactInfo, batch: int, seed: int) -> dict[str, np.ndarray]:
+    """A conditional graph's other inputs: every class id and the null one in turn,
+    and for --guidance graphs scales 0, 1, 2.5 and 4 in turn."""
+    extra = {}
+    if info.num_classes:
+        extra["class_labels"] = ((np.arange(batch) * 7 + seed) % (info.num_classes + 1)
+                                 ).astype(np.int64)
+        extra["class_labels"][extra["class_labels"] == info.num_classes] = info.null_label
+    if info.guidance_input:
+        extra["guidance"] = np.array([0.0, 1.0, 2.5, 4.0], np.float32)[
+            (np.arange(batch) + seed) % 4]
+    return extra
+
+
 def validation_inputs(info: ArtifactInfo, batch: int, seed: int):
     """x̂ = data-scale signal + σ·noise over σ_min, a log-spaced sweep and σ_max."""
     sweep = np.concatenate([[info.sigma_min],
@@ -92,8 +107,9 @@ def compare(got_fn: Fn, ref_fn: Fn, info: ArtifactInfo, atol: float, rtol: float
     for batch in batches:
         for seed in range(3 if batch == 1 else 2):
             x, sigma = validation_inputs(info, batch, seed)
-            got = np.array(got_fn(x, sigma), dtype=np.float32)
-            ref = np.array(ref_fn(x, sigma), dtype=np.float32)
+            extra = validation_extras(info, batch, seed)  # labels, guidance: by keyword
+            got = np.array(got_fn(x, sigma, **extra), dtype=np.float32)
+            ref = np.array(ref_fn(x, sigma, **extra), dtype=np.float32)
             finite = bool(np.all(np.isfinite(got)))
             passed &= finite and polygraphy_verdict(got, ref, atol, rtol)
             err = np.abs(got.astype(np.float64) - ref)

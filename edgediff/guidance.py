@@ -22,3 +22,27 @@ def guidance_gain(w: float) -> float:
     """How much D = w·D_c + (1 − w)·D_u amplifies errors in D_c and D_u: |w| + |1 − w|
     (1 for 0 ≤ w ≤ 1). Multiply a float32 drift bound by it (edgediff.tolerance)."""
     return abs(w) + abs(1 - w)
+
+
+def check_labels(info, labels, num: int) -> np.ndarray | None:
+    """Class ids for ``num`` samples as int64 [num] (one id broadcasts), or None for
+    none. Ids run 0…K−1; the artifact's null id asks for an unconditional pass."""
+    if labels is None:
+        return None
+    if not info.num_classes:
+        raise EdgediffError("this model is not class-conditional: it takes no class labels "
+                            "(edgediff info shows a model's conditioning)")
+    arr = np.asarray(labels)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer) or arr.ndim > 1:
+        raise EdgediffError(f"class labels are whole numbers, one per sample or one for all; "
+                            f"got {labels!r}")
+    arr = np.broadcast_to(arr.astype(np.int64).reshape(-1), (num,)) if arr.size == 1 \
+        else arr.astype(np.int64)
+    if arr.shape != (num,):
+        raise EdgediffError(f"{arr.size} class labels for {num} samples; give one per sample or "
+                            f"one for all")
+    bad = arr[((arr < 0) | (arr >= info.num_classes)) & (arr != info.null_label)]
+    if bad.size:
+        raise EdgediffError(f"class label {int(bad[0])} is out of range: this model has classes "
+                            f"0…{info.num_classes - 1} (and {info.null_label} for none)")
+    return arr

@@ -39,6 +39,46 @@ class _Graph(nn.Module):
         return self.denoiser(x, sigma)
 
 
+class _ConditionalGraph(_Graph):
+    """D(x, σ, class_labels): integer ids [B], the null id for an unconditional pass;
+    the network turns them into its one-hot rows inside the graph."""
+
+    def forward(self, x, sigma, class_labels):
+        return self.denoiser(x, sigma, class_labels)
+
+
+class _GuidedGraph(_Graph):
+    """Classifier-free guidance in one launch (export --guidance): the batch is
+    doubled inside, the labels on one half and the null id on the other, and
+    D = D_u + w·(D_c − D_u) per sample with w the ``guidance`` input [B]."""
+
+    def __init__(self, denoiser: nn.Module, null_label: int):
+        super().__init__(denoiser)
+        self.null_label = null_label
+
+    def forward(self, x, sigma, class_labels, guidance):
+        both = self.denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]),
+                             torch.cat([class_labels, torch.full_like(class_labels,
+                                                                      self.null_label)]))
+        d_c, d_u = both[: x.shape[0]], both[x.shape[0]:]
+        w = guidance.reshape(-1, *[1] * (x.ndim - 1))
+        return d_u + w * (d_c - d_u)
+
+
+def export_graph(denoiser: nn.Module, info: ArtifactInfo) -> nn.Module:
+    """The module whose forward is the exported function, for this artifact's inputs."""
+    if info.guidance_input:
+        return _GuidedGraph(denoiser, info.null_label)
+    if info.num_classes:
+        return _ConditionalGraph(denoiser)
+    return _Graph(denoiser)
+
+
+def graph_inputs(info: ArtifactInfo) -> list[str]:
+    return ["x", "sigma"] + (["class_labels"] if info.num_classes else []) + (
+        ["guidance"] if info.guidance_input else [])
+
+
 def default_sampler(config: dict) -> dict:
     """Discrete models: DDIM 50 (trailing), clamping x0 when their diffusers scheduler
     did; the rest: Heun 18 on the EDM grid."""
@@ -61,14 +101,28 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def artifact_info(model: LoadedModel, source_sha256: str, precision: str = "fp32"
-                  ) -> ArtifactInfo:
+def artifact_info(model: LoadedModel, source_sha256: str, precision: str = "fp32",
+                  guidance: bool = False) -> ArtifactInfo:
     cfg = model.config
     par = cfg["parameterization"]["name"]
     return ArtifactInfo(par, model.schedule, cfg["sigma_min"], cfg["sigma_max"],
                         cfg.get("sigma_data", 0.5), tuple(cfg["sample_shape"]),
                         tuple(cfg.get("data_range", (-1.0, 1.0))), source_sha256,
-                        default_sampler(cfg), precision, quality_reference(cfg))
+                        default_sampler(cfg), precision, quality_reference(cfg),
+                        conditioning(cfg, guidance))
+
+
+def conditioning(config: dict, guidance: bool = False) -> dict | None:
+    """The artifact's conditioning for a class-conditional checkpoint (``num_classes``;
+    the null id, ``null_label``, defaults to num_classes: the all-zero one-hot row)."""
+    k = int(config.get("num_classes", 0))
+    if not k:
+        if guidance:
+            raise EdgediffError("--guidance exports classifier-free guidance, which needs a "
+                                "class-conditional model; this one has no classes")
+        return None
+    return {"num_classes": k, "null_label": int(config.get("null_label", k)),
+            "guidance_input": guidance}
 
 
 def quality_reference(config: dict) -> dict | None:
@@ -89,7 +143,8 @@ FP16_SAMPLE_TOLERANCE = 0.05  # end to end, max abs, in units of the data's half
 
 def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opset: int = 17,
                 force: bool = False, validate: bool = True, atol: float | None = None,
-                rtol: float | None = None, fp16: bool = False) -> Validation | None:
+                rtol: float | None = None, fp16: bool = False, guidance: bool = False
+                ) -> Validation | None:
     """Export, check, validate, then move into place. Returns the validation figures.
 
     ``fp16`` runs the network in half precision while the preconditioning
@@ -98,6 +153,10 @@ def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opse
     output. It is validated against the float32 torch model with looser
     tolerances (default 1e-2) and end to end: a fixed-seed Heun run's final
     samples must stay within 5 % of the data's half range of the float32 model's.
+
+    A class-conditional model's graph also takes ``class_labels`` (int64 [B]);
+    ``guidance`` adds a ``guidance`` input (float32 [B]) and doubles the batch
+    inside, so classifier-free guidance is one launch per step.
     """
     try:
         import onnx
@@ -111,17 +170,18 @@ def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opse
     default_tol = FP16_TOLERANCE if fp16 else 1e-4
     atol = default_tol if atol is None else atol
     rtol = default_tol if rtol is None else rtol
-    info = artifact_info(model, source_sha256, "fp16" if fp16 else "fp32")
-    reference = _Graph(model.denoiser.float().eval())
-    graph = _half_network(model) if fp16 else reference
-    shape = info.sample_shape
+    info = artifact_info(model, source_sha256, "fp16" if fp16 else "fp32", guidance)
+    reference = export_graph(model.denoiser.float().eval(), info)
+    graph = export_graph(_half_network(model), info) if fp16 else reference
+    shape, names = info.sample_shape, graph_inputs(info)
     with atomic_path(out) as tmp:
-        example = (torch.zeros(2, *shape), torch.tensor([info.sigma_min, info.sigma_max]))
+        example = (torch.zeros(2, *shape), torch.tensor([info.sigma_min, info.sigma_max]),
+                   torch.zeros(2, dtype=torch.int64), torch.ones(2))[:len(names)]
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(graph, example, tmp, input_names=["x", "sigma"],
+            torch.onnx.export(graph, example, tmp, input_names=names,
                               output_names=["denoised"], opset_version=opset, dynamo=False,
-                              dynamic_axes={n: {0: "batch"} for n in ("x", "sigma", "denoised")})
+                              dynamic_axes={n: {0: "batch"} for n in [*names, "denoised"]})
         proto = onnx.load(tmp)
         del proto.metadata_props[:]
         for key, value in info.to_props().items():
@@ -149,7 +209,7 @@ def _half_network(model: LoadedModel) -> nn.Module:
         raise EdgediffError("this model has no network weights to run in fp16 (the analytic "
                             "mixture is exact arithmetic); export it without --fp16")
     network.half()
-    return _Graph(denoiser)
+    return denoiser
 
 
 def sampling_check(path, reference: nn.Module, info: ArtifactInfo, num: int = 16,
@@ -183,11 +243,12 @@ def validate_onnx(path, graph: nn.Module, info: ArtifactInfo, atol: float, rtol:
         raise missing_extra("onnxruntime", "cpu") from None
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
-    def got(x, sigma):
-        return sess.run(None, {"x": x, "sigma": sigma})[0]
+    def got(x, sigma, **extra):
+        return sess.run(None, {"x": x, "sigma": sigma, **extra})[0]
 
-    def ref(x, sigma):
+    def ref(x, sigma, **extra):
         with torch.no_grad():
-            return graph(torch.from_numpy(x), torch.from_numpy(sigma)).numpy()
+            return graph(torch.from_numpy(x), torch.from_numpy(sigma),
+                         *[torch.from_numpy(v) for v in extra.values()]).numpy()
 
     return compare(got, ref, info, atol, rtol, batches)

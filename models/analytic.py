@@ -51,13 +51,16 @@ class GaussianMixtureDenoiser(nn.Module):
         mixed = (r[..., None] * per_k).sum(1)
         if class_labels is None:
             return mixed.reshape(x.shape)
-        k = class_labels.reshape(-1).long()
-        own = per_k[torch.arange(len(k)), k.clamp(max=len(tau2) - 1)]      # [B, d]
-        return torch.where((k < len(tau2))[:, None], own, mixed).reshape(x.shape)
+        # one-hot rows (all zero for the null id) select the component: an Equal in ONNX
+        onehot = (class_labels.reshape(-1, 1).long()
+                  == torch.arange(len(tau2), device=x.device)[None]).to(dtype)  # [B, K]
+        own = (onehot[..., None] * per_k).sum(1)                           # [B, d]
+        return (own + (1 - onehot.sum(1, keepdim=True)) * mixed).reshape(x.shape)
 
 
-def mixture_model(mixture: GaussianMixture | None = None):
-    """The exact mixture denoiser as a LoadedModel, so it exports like a checkpoint."""
+def mixture_model(mixture: GaussianMixture | None = None, conditional: bool = False):
+    """The exact mixture denoiser as a LoadedModel, so it exports like a checkpoint.
+    ``conditional``: its classes are its components (null label: their count)."""
     import numpy as np
 
     from edgediff.mixture import default_mixture_2d
@@ -73,4 +76,6 @@ def mixture_model(mixture: GaussianMixture | None = None):
     config = make_config("analytic.gaussian_mixture", mixture.to_dict(), "analytic", schedule,
                          (mixture.dim,), sigma_data=sigma_data, data_range=(-reach, reach),
                          provenance={"source": "analytic Gaussian mixture"})
+    if conditional:
+        config["num_classes"] = mixture.num_components
     return LoadedModel(GaussianMixtureDenoiser(mixture).float(), config, schedule)

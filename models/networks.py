@@ -165,9 +165,7 @@ class UNet(nn.Module):
     def forward(self, x, c_noise, class_labels=None):
         emb = self.map_noise(c_noise)
         if self.map_label is not None:
-            if class_labels is None:
-                raise EdgediffError("this network is class-conditional: pass class_labels")
-            emb = emb + self.map_label(class_labels.to(emb.dtype))
+            emb = emb + _label_embedding(self.map_label, class_labels, emb.dtype)
         emb = emb.to(x.dtype)
         h, skips = self.conv_in(x), []
         skips.append(h)
@@ -182,13 +180,38 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
+def one_hot_labels(labels: torch.Tensor, num_classes: int, drop: torch.Tensor | None = None
+                   ) -> torch.Tensor:
+    """Class ids [B] as one-hot rows [B, num_classes]. The null id (``num_classes``)
+    and rows where ``drop`` is set are all zeros: the unconditional input, as
+    classifier-free guidance's label dropout trains it. Written as a comparison
+    against a range so that it exports to ONNX as Equal + Cast."""
+    ids = labels.reshape(-1, 1).long()
+    onehot = (ids == torch.arange(num_classes, device=ids.device)[None]).float()
+    if drop is not None:
+        onehot = onehot * (~drop).float()[:, None]
+    return onehot
+
+
+def _label_embedding(layer: nn.Linear | None, class_labels, dtype) -> torch.Tensor | None:
+    """map_label(one-hot): ids (integers) or one-hot rows (floats) both accepted."""
+    if layer is None:
+        return None
+    if class_labels is None:
+        raise EdgediffError("this network is class-conditional: pass class_labels")
+    if not class_labels.is_floating_point():
+        class_labels = one_hot_labels(class_labels, layer.in_features)
+    return layer(class_labels.to(dtype))
+
+
 class MLP(nn.Module):
     """Residual MLP for vector data, the noise embedding added in every block."""
 
     def __init__(self, dim: int, hidden: int = 128, depth: int = 4, embedding: str = "positional",
-                 emb_channels: int = 64):
+                 emb_channels: int = 64, label_dim: int = 0):
         super().__init__()
         self.map_noise = _noise_mlp(embedding, emb_channels, hidden)
+        self.map_label = nn.Linear(label_dim, hidden, bias=False) if label_dim else None
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth))
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(depth))
@@ -198,7 +221,10 @@ class MLP(nn.Module):
 
     def forward(self, x, c_noise, class_labels=None):
         shape = x.shape
-        emb = self.map_noise(c_noise).to(x.dtype)
+        emb = self.map_noise(c_noise)
+        if self.map_label is not None:
+            emb = emb + _label_embedding(self.map_label, class_labels, emb.dtype)
+        emb = emb.to(x.dtype)
         h = self.inp(x.reshape(shape[0], -1))
         for lin, norm in zip(self.blocks, self.norms, strict=True):
             h = h + lin(F.silu(norm(h + emb)))

@@ -30,15 +30,21 @@ from edgediff.errors import EdgediffError, missing_extra
 from edgediff.fileio import atomic_path
 from edgediff.mixture import default_mixture_2d
 from edgediff.models.checkpoint import build_denoiser, save_checkpoint
+from edgediff.models.networks import one_hot_labels
 from edgediff.models.precond import Preconditioner
 
 log = logging.getLogger(__name__)
 DATASETS = ("digits", "mixture2d")
 
 
-def load_dataset(name: str, split: str = "train", seed: int = 0) -> np.ndarray:
+NUM_CLASSES = {"digits": 10, "mixture2d": 3}  # digits 0–9; the mixture's components
+
+
+def load_dataset(name: str, split: str = "train", seed: int = 0, *, labels: bool = False
+                 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """float32 data in the model's range. digits: [N, 1, 8, 8] in [−1, 1], a fixed
-    80/20 train/held-out split (seeded permutation); mixture2d: [N, 2] exact draws."""
+    80/20 train/held-out split (seeded permutation); mixture2d: [N, 2] exact draws.
+    ``labels=True`` also returns the class of each (the digit; the component)."""
     if split not in ("train", "test"):
         raise EdgediffError(f"unknown split {split!r}; choose train or test")
     if name == "digits":
@@ -46,16 +52,19 @@ def load_dataset(name: str, split: str = "train", seed: int = 0) -> np.ndarray:
             from sklearn.datasets import load_digits
         except ImportError:
             raise missing_extra("scikit-learn", "train") from None
-        images = load_digits().images.astype(np.float32) / 8.0 - 1.0  # 0..16 → −1..1
+        digits = load_digits()
+        images = digits.images.astype(np.float32) / 8.0 - 1.0  # 0..16 → −1..1
         order = np.random.default_rng(seed).permutation(len(images))
         cut = int(0.8 * len(images))
         idx = order[:cut] if split == "train" else order[cut:]
-        return images[idx, None]
-    if name == "mixture2d":
+        x, y = images[idx, None], digits.target[idx].astype(np.int64)
+    elif name == "mixture2d":
         n, offset = (50_000, 0) if split == "train" else (10_000, 1)
-        return default_mixture_2d().sample(n, np.random.default_rng(seed + offset))[0] \
-            .astype(np.float32)
-    raise EdgediffError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        x, y = default_mixture_2d().sample(n, np.random.default_rng(seed + offset))
+        x, y = x.astype(np.float32), y.astype(np.int64)
+    else:
+        raise EdgediffError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return (x, y) if labels else x
 
 
 @dataclass
@@ -70,6 +79,7 @@ class TrainSettings:
     eps_t: float = 1e-5
     seed: int = 0
     checkpoint_every: int = 1000
+    label_dropout: float = 0.0  # class-conditional nets: share of labels dropped to "none"
     extra: dict = field(default_factory=dict)
 
 
@@ -96,10 +106,16 @@ def loss_weight(parameterization: str, sigma: torch.Tensor, sigma_data: float) -
 
 
 def train(config: dict, data: np.ndarray, out: str | Path, settings: TrainSettings,
-          resume: bool = False, progress: Callable[[int, float], None] | None = None
-          ) -> Preconditioner:
+          resume: bool = False, progress: Callable[[int, float], None] | None = None,
+          labels: np.ndarray | None = None) -> Preconditioner:
     """Train, checkpointing the EMA denoiser to ``out`` (.safetensors + .json) and the
-    resumable state to ``out.train.pt`` every ``checkpoint_every`` steps."""
+    resumable state to ``out.train.pt`` every ``checkpoint_every`` steps. A
+    class-conditional config (``num_classes``) needs ``labels``; each is dropped to
+    the null label with probability ``settings.label_dropout``."""
+    num_classes = int(config.get("num_classes", 0))
+    if num_classes and (labels is None or len(labels) != len(data)):
+        raise EdgediffError("a class-conditional model trains on labelled data: pass one "
+                            "label per example")
     torch.manual_seed(settings.seed)
     g = torch.Generator().manual_seed(settings.seed)
     D, _ = build_denoiser(config)
@@ -119,6 +135,7 @@ def train(config: dict, data: np.ndarray, out: str | Path, settings: TrainSettin
         step = int(st["step"])
         log.info("resumed %s at step %d", state_path, step)
     x_all = torch.from_numpy(np.ascontiguousarray(data))
+    y_all = torch.from_numpy(np.asarray(labels, np.int64)) if num_classes else None
     decay = 0.5 ** (1 / max(settings.ema_halflife, 1e-8))
     t0, running = time.perf_counter(), None
     while step < settings.steps:
@@ -127,7 +144,11 @@ def train(config: dict, data: np.ndarray, out: str | Path, settings: TrainSettin
         sigma = sample_sigma(par, config, settings.batch, settings, g)
         n = torch.randn(x0.shape, generator=g) * sigma.reshape(-1, *[1] * (x0.ndim - 1))
         w = loss_weight(par, sigma, sigma_data)
-        per_sample = ((D(x0 + n, sigma) - x0) ** 2).flatten(1).mean(1)
+        y = None
+        if num_classes:
+            drop = torch.rand(settings.batch, generator=g) < settings.label_dropout
+            y = one_hot_labels(y_all[idx], num_classes, drop)
+        per_sample = ((D(x0 + n, sigma, y) - x0) ** 2).flatten(1).mean(1)
         loss = (w * per_sample).mean()
         for group in opt.param_groups:
             group["lr"] = settings.lr * min(1.0, (step + 1) / max(settings.warmup, 1))

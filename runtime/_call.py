@@ -11,6 +11,7 @@ import numpy as np
 
 from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError
+from edgediff.guidance import check_labels
 
 Callback = Callable[[dict[str, Any]], None] | None
 NoiseFn = Callable[[int], np.ndarray]
@@ -40,6 +41,8 @@ class Bound(Protocol):
 
 class _OwnBuffers:
     """Bound for backends without ``bind``: buffers of our own, passed to the call."""
+
+    class_labels = guidance = None
 
     def __init__(self, denoiser: Denoiser, shape: tuple[int, ...]):
         self.denoiser = denoiser
@@ -110,6 +113,23 @@ def report(callback: Callback, i: int, x: np.ndarray, sigma: float, sigma_next: 
     if callback is not None:
         callback({"i": i, "x": x / scale, "sigma": sigma, "sigma_next": sigma_next,
                   "denoised": denoised})
+
+
+def fill_conditioning(info: ArtifactInfo, bound, class_labels, guidance) -> None:
+    """Write a call's class labels and guidance scale into a backend's bound inputs
+    (a conditional graph's ``class_labels``; a --guidance graph's ``guidance``)."""
+    if class_labels is not None:
+        np.copyto(bound.class_labels, check_labels(info, class_labels, len(bound.x)))
+    elif bound.class_labels is not None:
+        bound.class_labels.fill(info.null_label)
+    if guidance is not None:
+        if bound.guidance is None:
+            raise EdgediffError("this graph takes no guidance scale; export it with "
+                                "--guidance, or guide with runtime.guidance.Guided")
+        np.copyto(bound.guidance, np.broadcast_to(np.asarray(guidance, np.float32),
+                                                  bound.guidance.shape))
+    elif bound.guidance is not None:
+        bound.guidance.fill(1.0)
 
 
 def check_inputs(info: ArtifactInfo, x, sigma) -> tuple[np.ndarray, np.ndarray]:

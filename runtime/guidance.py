@@ -20,7 +20,7 @@ import numpy as np
 
 from edgediff.errors import EdgediffError
 from edgediff.guidance import check_guidance
-from edgediff.runtime._call import Denoiser
+from edgediff.runtime._call import Denoiser, fill_conditioning
 
 
 class Guided:
@@ -56,3 +56,75 @@ class Guided:
         out *= self.w
         out += d_u
         return out
+
+
+class Conditioned:
+    """A conditional backend with its class labels (and a --guidance graph's scale)
+    fixed: a plain denoiser D(x̂, σ) for the step loops. Binds like its backend,
+    with the labels written into the bound inputs once."""
+
+    def __init__(self, backend: Denoiser, labels: np.ndarray | None,
+                 guidance: float | None = None):
+        self.backend, self.labels, self.guidance = backend, labels, guidance
+        self.info = backend.info
+        if hasattr(backend, "bind"):
+            self.bind = self._bind
+
+    def _bind(self, batch: int):
+        bound = self.backend.bind(batch)
+        fill_conditioning(self.info, bound, self.labels, self.guidance)
+        return bound
+
+    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        extra = {} if self.guidance is None else {"guidance": self.guidance}
+        if self.labels is None and not extra:
+            return self.backend(x, sigma)
+        return self.backend(x, sigma, class_labels=self.labels, **extra)
+
+
+def guided_denoiser(denoiser: Denoiser, labels: np.ndarray | None, w: float | None,
+                    guide: Denoiser | None = None) -> Denoiser:
+    """What the step loops call for one batch whose samples ask for ``labels`` at
+    guidance scale ``w``:
+
+    - no guidance (w None): the model with those labels (None: unconditional);
+    - a --guidance graph: one launch, the scale passed in (form b);
+    - classifier-free guidance: labels against the null label (form a);
+    - autoguidance (``guide``): against the guiding model, same labels (form c).
+    """
+    info = denoiser.info
+    if w is None:
+        if guide is not None:
+            raise EdgediffError("a guiding model needs a guidance scale (--guidance W)")
+        return Conditioned(denoiser, labels)
+    w = check_guidance(w)
+    if guide is not None:
+        guide_labels = labels if guide.info.num_classes else None
+        return Guided(Conditioned(denoiser, labels), Conditioned(guide, guide_labels), w)
+    if not info.num_classes:
+        raise EdgediffError("classifier-free guidance needs a class-conditional model; for "
+                            "an unconditional one, guide with a weaker model (--guide)")
+    if labels is None:
+        labels = np.full(1, info.null_label, np.int64)  # unguided: every pass is the null one
+    if info.guidance_input:
+        return Conditioned(denoiser, labels, guidance=w)
+    return Guided(Conditioned(denoiser, labels), Conditioned(denoiser, np.full_like(
+        labels, info.null_label)), w)
+
+
+def check_guide(info, guide_info) -> None:
+    """Autoguidance's second model must describe the same samples: shape, σ range and
+    (when it is conditional) the same classes."""
+    problems = []
+    if guide_info.sample_shape != info.sample_shape:
+        problems.append(f"sample shape {guide_info.sample_shape} vs {info.sample_shape}")
+    if (guide_info.sigma_min, guide_info.sigma_max) != (info.sigma_min, info.sigma_max):
+        problems.append(f"σ range [{guide_info.sigma_min:g}, {guide_info.sigma_max:g}] vs "
+                        f"[{info.sigma_min:g}, {info.sigma_max:g}]")
+    if guide_info.num_classes and guide_info.num_classes != info.num_classes:
+        problems.append(f"{guide_info.num_classes} classes vs {info.num_classes}")
+    if guide_info.guidance_input:
+        problems.append("the guide is a --guidance graph; export it without --guidance")
+    if problems:
+        raise EdgediffError("the guiding model does not match the guided one: "
+                            + "; ".join(problems))

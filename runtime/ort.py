@@ -21,7 +21,7 @@ import numpy as np
 
 from edgediff.artifact import ArtifactInfo, props_with_overrides
 from edgediff.errors import EdgediffError, missing_extra
-from edgediff.runtime._call import check_inputs
+from edgediff.runtime._call import check_inputs, fill_conditioning
 
 log = logging.getLogger(__name__)
 
@@ -85,33 +85,42 @@ class _Binding:
     ``run``."""
 
     def __init__(self, ort, session, batch: int, sample_shape: tuple[int, ...], device: str,
-                 device_id: int, host_arrays: bool | None = None):
+                 device_id: int, host_arrays: bool | None = None,
+                 conditioning: tuple[int | None, bool] = (None, False)):
         shape = (batch, *sample_shape)
         self.session, self.io = session, session.io_binding()
         self.x = np.empty(shape, np.float32)
         self.sigma = np.empty((batch,), np.float32)
+        inputs = {"x": self.x, "sigma": self.sigma}
+        # a conditional graph's labels (null by default) and a --guidance graph's scale (1)
+        null, guided = conditioning
+        self.class_labels = self.guidance = None
+        if null is not None:
+            self.class_labels = inputs["class_labels"] = np.full((batch,), null, np.int64)
+        if guided:
+            self.guidance = inputs["guidance"] = np.ones((batch,), np.float32)
         # ONNX Runtime reads and writes NumPy arrays in place (CPU), or device OrtValues
         self.on_host = device == "cpu" if host_arrays is None else host_arrays
         if self.on_host:
             self.out = np.empty(shape, np.float32)
-            self.io.bind_cpu_input("x", self.x)
-            self.io.bind_cpu_input("sigma", self.sigma)
+            for name, array in inputs.items():
+                self.io.bind_cpu_input(name, array)
             self.io.bind_output("denoised", "cpu", 0, np.float32, shape, self.out.ctypes.data)
         else:
             new = ort.OrtValue.ortvalue_from_shape_and_type
-            self.x_dev = new(shape, np.float32, device, device_id)
-            self.sigma_dev = new((batch,), np.float32, device, device_id)
+            self._device_inputs = [(array, new(array.shape, array.dtype, device, device_id))
+                                   for array in inputs.values()]
             self.out_dev = new(shape, np.float32, device, device_id)
-            self.io.bind_ortvalue_input("x", self.x_dev)
-            self.io.bind_ortvalue_input("sigma", self.sigma_dev)
+            for name, (_, value) in zip(inputs, self._device_inputs, strict=True):
+                self.io.bind_ortvalue_input(name, value)
             self.io.bind_ortvalue_output("denoised", self.out_dev)
 
     def run(self) -> np.ndarray:
         if self.on_host:
             self.session.run_with_iobinding(self.io)
             return self.out
-        self.x_dev.update_inplace(self.x)
-        self.sigma_dev.update_inplace(self.sigma)
+        for array, value in self._device_inputs:
+            value.update_inplace(array)
         self.session.run_with_iobinding(self.io)
         return self.out_dev.numpy()
 
@@ -189,13 +198,19 @@ class OrtDenoiser:
     def _check_signature(self) -> None:
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = [o.name for o in self.session.get_outputs()]
-        if set(inputs) != {"x", "sigma"} or outputs != ["denoised"]:
+        want = {"x": "tensor(float)", "sigma": "tensor(float)"}
+        if self.info.num_classes:
+            want["class_labels"] = "tensor(int64)"
+        if self.info.guidance_input:
+            want["guidance"] = "tensor(float)"
+        if set(inputs) != set(want) or outputs != ["denoised"]:
             raise EdgediffError(f"{self.path} has inputs {sorted(inputs)} and outputs {outputs}; "
-                                f"an edgediff model has inputs x, sigma and output denoised")
-        for name in ("x", "sigma"):
-            if inputs[name].type != "tensor(float)":
+                                f"its metadata describes inputs {', '.join(want)} and output "
+                                f"denoised (edgediff.conditioning says which)")
+        for name, kind in want.items():
+            if inputs[name].type != kind:
                 raise EdgediffError(f"{self.path}: input {name} is {inputs[name].type}; edgediff "
-                                    f"models take float32")
+                                    f"models take {kind[7:-1]}")
         declared = inputs["x"].shape[1:]  # symbolic dimensions are names, fixed ones ints
         want = self.info.sample_shape
         if len(declared) != len(want) or any(isinstance(d, int) and d != w
@@ -215,14 +230,19 @@ class OrtDenoiser:
             if len(self._bindings) >= _MAX_BINDINGS:
                 self._bindings.pop(next(iter(self._bindings)))
             binding = _Binding(self._ort, self.session, batch, self.info.sample_shape,
-                               self._device, self._device_id)
+                               self._device, self._device_id,
+                               conditioning=(self.info.null_label, self.info.guidance_input))
             self._bindings[batch] = binding
         return binding
 
-    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-        """D(x; σ) as float32 [B, *sample_shape]; the array is reused by the next call."""
+    def __call__(self, x: np.ndarray, sigma: np.ndarray, class_labels=None, guidance=None
+                 ) -> np.ndarray:
+        """D(x; σ) as float32 [B, *sample_shape]; the array is reused by the next call.
+        A conditional model takes ``class_labels`` (default: the null label, an
+        unconditional pass); a --guidance graph its scale ``guidance`` (default 1)."""
         x, sigma = check_inputs(self.info, x, sigma)
         binding = self.bind(x.shape[0])
         np.copyto(binding.x, x)
         np.copyto(binding.sigma, sigma)
+        fill_conditioning(self.info, binding, class_labels, guidance)
         return binding.run()

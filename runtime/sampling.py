@@ -12,9 +12,11 @@ import numpy as np
 
 from edgediff.errors import EdgediffError
 from edgediff.grids import check_grid_range, settings_grid
+from edgediff.guidance import check_guidance, check_labels
 from edgediff.noise import NoiseStreams
 from edgediff.runtime import ode, stochastic
 from edgediff.runtime._call import Callback, Denoiser
+from edgediff.runtime.guidance import check_guide, guided_denoiser
 from edgediff.solvers import SamplerSettings, loop_options
 
 log = logging.getLogger(__name__)
@@ -46,12 +48,18 @@ def sample(denoiser: Denoiser, num: int, *, seed: int = 0, first: int = 0, batch
            solver: str | None = None, steps: int | None = None,
            options: dict[str, Any] | None = None, sigmas=None,
            callback: Callback = None, on_batch: Callable[[int, int], None] | None = None,
+           labels=None, guidance: float | None = None, guide: Denoiser | None = None,
            ) -> np.ndarray:
     """Samples ``first … first+num−1`` of seed ``seed``, float32 [num, *sample_shape].
 
     Sample k depends only on (seed, k) and the sampler — not on ``batch``.
     ``sigmas`` replaces the schedule's grid (then ``steps`` is its length − 1).
     ``on_batch(done, num)`` reports progress after each batch.
+
+    A class-conditional model takes ``labels`` (one id for all, or one per sample;
+    its null id or None: unconditional) and a guidance scale ``guidance``:
+    classifier-free guidance against the null label, or with ``guide`` (a second,
+    weaker artifact) autoguidance (``edgediff.runtime.guidance``).
     """
     info = denoiser.info
     for name, value, low in (("num", num, 1), ("batch", batch, 1), ("seed", seed, 0),
@@ -64,11 +72,19 @@ def sample(denoiser: Denoiser, num: int, *, seed: int = 0, first: int = 0, batch
     settings = SamplerSettings.resolve(info, solver, steps, options)
     if sigmas is None:
         sigmas = settings_grid(info, settings)
+    labels = check_labels(info, labels, num)
+    conditioned = labels is not None or guidance is not None or guide is not None
+    if guide is not None:
+        check_guide(info, guide.info)
+    if guidance is not None:
+        check_guidance(guidance)
     out = np.empty((num, *info.sample_shape), dtype=np.float32)
     for start in range(0, num, batch):
         stop = min(start + batch, num)
         streams = NoiseStreams(seed, range(first + start, first + stop), info.sample_shape)
-        out[start:stop] = sample_batch(denoiser, settings, sigmas, streams, callback)
+        D = guided_denoiser(denoiser, None if labels is None else labels[start:stop], guidance,
+                            guide) if conditioned else denoiser
+        out[start:stop] = sample_batch(D, settings, sigmas, streams, callback)
         if on_batch is not None:
             on_batch(stop, num)
     return out

@@ -13,7 +13,7 @@ from edgediff.errors import missing_extra
 
 def resolve_source(source: str, allow_pickle: bool = False):
     """(LoadedModel, sha256 of its weights) for a checkpoint, a diffusers folder,
-    'bundled' or 'mixture2d'."""
+    'bundled', 'mixture2d' or 'mixture2d-cond' (its classes are its components)."""
     try:
         from edgediff.export.onnx import sha256_of
         from edgediff.models.analytic import mixture_model
@@ -21,8 +21,8 @@ def resolve_source(source: str, allow_pickle: bool = False):
         from edgediff.models.loader import load_model
     except ImportError:
         raise missing_extra("torch", "torch") from None
-    if source == "mixture2d":
-        model = mixture_model()
+    if source in ("mixture2d", "mixture2d-cond"):
+        model = mixture_model(conditional=source == "mixture2d-cond")
         digest = hashlib.sha256(
             json.dumps(model.config["architecture"]["args"]).encode()).hexdigest()
         return model, digest
@@ -50,22 +50,29 @@ def resolve_source(source: str, allow_pickle: bool = False):
 @click.option("--rtol", type=click.FloatRange(min=0), default=None,
               help="Validation: relative tolerance per element [default: 1e-4; 1e-2 with "
                    "--fp16].")
+@click.option("--guidance", is_flag=True,
+              help="Class-conditional models: a graph that takes a guidance scale per sample "
+                   "and doubles the batch inside (conditional and null-label halves), so "
+                   "classifier-free guidance is one launch per step.")
 @click.option("--allow-pickle", is_flag=True,
               help="Read a .pt/.pkl checkpoint with torch.load(weights_only=True). Pickles can "
                    "run code: use only for files you trust.")
-def command(source, out, force, opset, no_validate, fp16, atol, rtol, allow_pickle):
+def command(source, out, force, opset, no_validate, fp16, atol, rtol, guidance, allow_pickle):
     """Export SOURCE to ONNX as one function D(x, sigma) -> denoised, with metadata.
 
     SOURCE is a checkpoint (NAME.safetensors with NAME.json beside it), a local
-    diffusers folder, 'bundled' (the shipped digits model) or 'mixture2d' (the
-    exact 2-D Gaussian-mixture denoiser). The export is checked, validated against
-    torch with ONNX Runtime, and only then written.
+    diffusers folder, 'bundled' (the shipped digits model), 'mixture2d' (the
+    exact 2-D Gaussian-mixture denoiser) or 'mixture2d-cond' (the same, its classes
+    being its components). A class-conditional model's graph also takes
+    class_labels. The export is checked, validated against torch with ONNX
+    Runtime, and only then written.
 
     \b
     Examples:
       edgediff export bundled -o digits.onnx
       edgediff export my-model.safetensors -o my-model.onnx --force
       edgediff export bundled -o digits-fp16.onnx --fp16
+      edgediff export mixture2d-cond -o mix-cfg.onnx --guidance
     """
     try:
         from edgediff.export.onnx import export_onnx
@@ -73,7 +80,8 @@ def command(source, out, force, opset, no_validate, fp16, atol, rtol, allow_pick
         raise missing_extra("torch", "torch") from None
     model, digest = resolve_source(source, allow_pickle)
     result = export_onnx(model, out, source_sha256=digest, opset=opset, force=force,
-                         validate=not no_validate, atol=atol, rtol=rtol, fp16=fp16)
+                         validate=not no_validate, atol=atol, rtol=rtol, fp16=fp16,
+                         guidance=guidance)
     if result is not None:
         click.echo(f"ONNX Runtime vs torch {result}")
     size = Path(out).stat().st_size

@@ -36,7 +36,9 @@ def ddpm_info() -> ArtifactInfo:
                          "clip": True}, "fp16")
 
 
-REAL = {"edm": edm_info().to_props(), "ddpm": ddpm_info().to_props()}
+REAL = {"edm": edm_info().to_props(), "ddpm": ddpm_info().to_props(),
+        "conditional": edm_info(conditioning={"num_classes": 3, "null_label": 3,
+                                              "guidance_input": True}).to_props()}
 
 
 def test_real_metadata_round_trips():
@@ -45,9 +47,16 @@ def test_real_metadata_round_trips():
         assert info.to_props() == props
 
 
+def test_format_1_artifacts_still_load_as_unconditional():
+    info = ArtifactInfo.from_props({**REAL["edm"], PREFIX + "format_version": "1"})
+    assert info.conditioning is None and info.num_classes == 0 and not info.guidance_input
+    cond = ArtifactInfo.from_props(REAL["conditional"])
+    assert (cond.num_classes, cond.null_label, cond.guidance_input) == (3, 3, True)
+
+
 # (key, bad value as it would stand in the file, what the message must say is allowed)
 BAD = [
-    ("format_version", "2", "upgrade edgediff"),
+    ("format_version", "3", "upgrade edgediff"),
     ("format_version", "one", "an integer from 1 to"),
     ("format_version", "0", "an integer from 1 to"),
     ("parameterization", "eps", "one of edm, vp, ve, epsilon"),
@@ -78,6 +87,11 @@ BAD = [
     ("schedule", '{"name": "vp", "beta_min": -1}', "VP schedule needs beta_min > 0"),
     ("schedule", "[1, 2]", "a JSON object"),
     ("reference", '{"kind": "photos"}', "one of dataset, gaussian_mixture"),
+    ("conditioning", '{"num_classes": 0, "null_label": 0}', '"num_classes": K ≥ 1'),
+    ("conditioning", '{"num_classes": 10, "null_label": 11}', "an id in 0…K"),
+    ("conditioning", '{"num_classes": 10, "null_label": 10, "cfg": 1}', "a JSON object"),
+    ("conditioning", '{"num_classes": 10, "null_label": 10, "guidance_input": 1}',
+     "true or false"),
     ("reference", '{"kind": "gaussian_mixture", "mixture": {"weights": [1], "means": [[0, 0]],'
                   ' "stds": [-1]}}', "positive weights and stds"),
     ("reference", '{"kind": "gaussian_mixture", "mixture": {"weights": [1], "means": '
@@ -155,7 +169,8 @@ def mutated(draw):
     """A real artifact's metadata with one to three keys edited, replaced or dropped."""
     kind = draw(st.sampled_from(sorted(REAL)))
     props = dict(REAL[kind])
-    keys = draw(st.lists(st.sampled_from([*KEYS, "reference", "colour"]), min_size=1,
+    keys = draw(st.lists(st.sampled_from([*KEYS, "reference", "conditioning", "colour"]),
+                         min_size=1,
                          max_size=3, unique=True))
     for key in keys:
         full = PREFIX + key
@@ -164,7 +179,8 @@ def mutated(draw):
             props.pop(full, None)
         elif how == "edit" and full in props and len(props[full]) < 200:
             props[full] = draw(near(props[full]))
-        elif how == "inner" and key in ("schedule", "default_sampler", "reference") \
+        elif how == "inner" and key in ("schedule", "default_sampler", "reference",
+                                        "conditioning") \
                 and full in props:
             inner = json.loads(props[full])
             field = draw(st.sampled_from([*sorted(inner), "solver", "steps", "eta", "name"]))
