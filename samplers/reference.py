@@ -11,19 +11,47 @@ import torch
 from torch import nn
 
 from edgediff.artifact import ArtifactInfo
+from edgediff.guidance import check_labels
 from edgediff.noise import NoiseStreams
 from edgediff.samplers import SAMPLERS, at_precision
+from edgediff.samplers._common import Denoiser
+from edgediff.samplers.guidance import guided
 from edgediff.solvers import CATALOGUE, SamplerSettings, loop_options
 
 
+def labelled(module: nn.Module, labels: np.ndarray | None) -> Denoiser:
+    """The float32 module with its class ids fixed (None: no labels), called in float64."""
+    module = module.float().eval()
+    if labels is None:
+        return at_precision(module)
+    ids = torch.from_numpy(np.asarray(labels, np.int64))
+    return at_precision(lambda x, sigma: module(x, sigma, ids))
+
+
 def reference_run(module: nn.Module, info: ArtifactInfo, settings: SamplerSettings,
-                  sigmas: Sequence[float], seed: int, indices: Sequence[int]) -> np.ndarray:
+                  sigmas: Sequence[float], seed: int, indices: Sequence[int], *,
+                  labels=None, guidance: float | None = None, guide: nn.Module | None = None,
+                  guide_info: ArtifactInfo | None = None) -> np.ndarray:
     """Samples ``indices`` of ``seed``: the float32 torch module under the torch
-    reference sampler, x_T and step noise from the runtime's streams."""
+    reference sampler, x_T and step noise from the runtime's streams. With
+    ``labels`` and ``guidance``: classifier-free guidance against the null label,
+    or autoguidance against ``guide`` (``samplers.guidance.guided``, the torch
+    twin of the runtime's; a --guidance graph's one launch is the same sum)."""
     streams = NoiseStreams(seed, indices, info.sample_shape)
     x = torch.from_numpy(streams.initial() * float(info.schedule.prior_std(sigmas[0])))
     kwargs = loop_options(info, settings)
     if CATALOGUE[settings.solver].stochastic:
         kwargs["noise"] = lambda i: torch.from_numpy(streams(i).copy())
-    denoiser = at_precision(module.float().eval())
+    labels = check_labels(info, labels, len(indices))
+    denoiser = labelled(module, labels)
+    if guidance is not None:
+        if guide is not None:
+            cond = guide_info is not None and guide_info.num_classes
+            other = labelled(guide, labels if cond else None)
+        else:
+            null = np.full(len(indices), info.null_label, np.int64)
+            other = labelled(module, null)
+            if labels is None:
+                denoiser = other
+        denoiser = guided(denoiser, other, guidance)
     return SAMPLERS[settings.solver](denoiser, x, list(sigmas), **kwargs).numpy()

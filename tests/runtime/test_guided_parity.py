@@ -1,0 +1,152 @@
+"""Conditioning and guidance, runtime against torch reference, fed identical noise:
+(a) classifier-free guidance with two passes of one artifact, (b) the same in one
+launch of a --guidance graph, (c) autoguidance by a second, weaker artifact. On
+the exact class-conditional mixture and on a random class-conditional U-Net, for
+every solver; the bound is the unconditional parity tests' float32 drift bound
+times what guidance amplifies, |w| + |1 − w| (edgediff.guidance.guidance_gain)."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from edgediff import runtime
+from edgediff.errors import EdgediffError
+from edgediff.guidance import guidance_gain
+from edgediff.mixture import GaussianMixture, default_mixture_2d
+from edgediff.noise import NoiseStreams
+from edgediff.runtime.guidance import guided_denoiser
+from edgediff.samplers.reference import reference_run
+from edgediff.solvers import CATALOGUE, SOLVER_NAMES, SamplerSettings
+from edgediff.tolerance import TrajectoryScale
+
+STEPS = {"ddpm": 30, "euler_maruyama": 30, "euler": 12, "heun": 8, "edm": 10, "ddim": 12,
+         "dpmpp_2m": 8}
+OPTIONS = {"edm": {"S_churn": 20.0, "S_tmin": 0.05, "S_tmax": 20.0}, "ddim": {"eta": 0.5}}
+W = 2.5
+
+
+def conditional_unet(seed: int):
+    from edgediff.models.checkpoint import LoadedModel, build_denoiser, make_config
+    from edgediff.schedules import EDMSchedule
+
+    args = {"img_resolution": 8, "in_channels": 1, "out_channels": 1, "model_channels": 16,
+            "channel_mult": [1, 2], "num_blocks": 1, "attn_resolutions": [4],
+            "label_dim": 10}
+    config = make_config("unet", args, "edm", EDMSchedule(), (1, 8, 8))
+    config["num_classes"] = 10
+    torch.manual_seed(seed)
+    D, schedule = build_denoiser(config)
+    with torch.no_grad():
+        for p in D.parameters():
+            p.add_(torch.randn_like(p) * 0.1)  # zero-initialised output layers would hide F
+    return LoadedModel(D.eval(), config, schedule)
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    """name -> (torch model, plain ONNX, --guidance ONNX, guide model, guide ONNX)."""
+    from edgediff.export.onnx import export_onnx
+    from edgediff.models.analytic import mixture_model
+
+    folder = tmp_path_factory.mktemp("conditional")
+    m = default_mixture_2d()
+    weaker = GaussianMixture(m.weights, m.means, m.stds * 1.6)  # a blurrier model
+    models = {"mixture": (mixture_model(conditional=True), mixture_model(weaker, True)),
+              "unet": (conditional_unet(0), conditional_unet(1))}
+    out = {}
+    for name, (model, guide) in models.items():
+        paths = []
+        for tag, m_, g in (("plain", model, False), ("cfg", model, True),
+                           ("guide", guide, False)):
+            path = folder / f"{name}-{tag}.onnx"
+            export_onnx(m_, path, source_sha256="0" * 64, validate=False, guidance=g)
+            paths.append(path)
+        out[name] = (model, paths[0], paths[1], guide, paths[2])
+    return out
+
+
+def labels_for(info, n=6):
+    """Every kind of id: several classes and the null one."""
+    return np.array([0, 1, 2, info.null_label, 1, 0][:n], np.int64)
+
+
+# the mixture with every solver, the U-Net (slower) with three
+CASES = [(name, form, solver) for name in ("mixture", "unet") for form in "abc"
+         for solver in SOLVER_NAMES if name == "mixture" or solver in ("heun", "edm", "dpmpp_2m")]
+
+
+@pytest.mark.parametrize("name,form,solver", CASES)
+def test_guided_runtime_matches_the_torch_reference(artifacts, name, form, solver):
+    model, plain, cfg, guide_model, guide_path = artifacts[name]
+    D = runtime.load(cfg if form == "b" else plain)
+    guide = runtime.load(guide_path) if form == "c" else None
+    info, steps = D.info, STEPS[solver]
+    settings = SamplerSettings(solver, steps, OPTIONS.get(solver, {}))
+    sigmas = runtime.sigma_grid(info, steps).tolist()
+    labels = labels_for(info)
+    scale = TrajectoryScale(CATALOGUE[solver].calls_per_step, info.data_range)
+    got = runtime.sample_batch(guided_denoiser(D, labels, W, guide), settings, sigmas,
+                               NoiseStreams(3, range(6), info.sample_shape), callback=scale)
+    ref = reference_run(model.denoiser, info, settings, sigmas, 3, range(6), labels=labels,
+                        guidance=W, guide=guide_model.denoiser if guide else None,
+                        guide_info=guide.info if guide else None)
+    err, bound = np.abs(got - ref).max(), guidance_gain(W) * scale.bound()
+    print(f"{name} form {form} {solver}: max abs diff {err:.2e}, bound {bound:.2e}")
+    assert np.all(np.isfinite(got)) and err <= bound
+    # the oracle has teeth: the unguided run is elsewhere
+    plain_run = runtime.sample_batch(guided_denoiser(D, labels, None), settings, sigmas,
+                                     NoiseStreams(3, range(6), info.sample_shape))
+    assert np.abs(got - plain_run).max() > bound
+
+
+@pytest.mark.parametrize("name", ["mixture", "unet"])
+def test_two_passes_and_one_doubled_launch_agree(artifacts, name):
+    _, plain, cfg, _, _ = artifacts[name]
+    a, b = runtime.load(plain), runtime.load(cfg)
+    labels = np.resize(labels_for(a.info), 10)
+    scale = TrajectoryScale(2, a.info.data_range)
+    xa = runtime.sample(a, 10, batch=5, labels=labels, guidance=W, solver="heun", steps=8,
+                        callback=scale)
+    xb = runtime.sample(b, 10, batch=5, labels=labels, guidance=W, solver="heun", steps=8)
+    assert np.abs(xa - xb).max() <= guidance_gain(W) * scale.bound()
+
+
+@pytest.mark.parametrize("w", [0.0, 1.0])
+def test_w_0_and_1_take_one_pass(artifacts, w):
+    """w = 1 is the conditional model alone, w = 0 the null label alone: the same
+    samples as asking for exactly that without guidance."""
+    _, plain, _, _, _ = artifacts["mixture"]
+    D = runtime.load(plain)
+    labels = labels_for(D.info)
+    guided = runtime.sample(D, 6, labels=labels, guidance=w, solver="heun", steps=8)
+    direct = runtime.sample(D, 6, labels=labels if w == 1 else D.info.null_label,
+                            solver="heun", steps=8)
+    assert np.array_equal(guided, direct)
+
+
+def test_bad_conditioning_is_refused_before_any_call(artifacts, tmp_path):
+    from edgediff.export.onnx import export_onnx
+    from edgediff.models.analytic import mixture_model
+
+    _, plain, _, _, _ = artifacts["mixture"]
+    D = runtime.load(plain)
+    unconditional = tmp_path / "u.onnx"
+    export_onnx(mixture_model(), unconditional, source_sha256="0" * 64, validate=False)
+    U = runtime.load(unconditional)
+    digits = runtime.load(artifacts["unet"][1])
+    for call, says in [
+        (lambda: runtime.sample(D, 2, labels=4), "class label 4 is out of range"),
+        (lambda: runtime.sample(D, 2, labels=[0, 1, 2]), "3 class labels for 2 samples"),
+        (lambda: runtime.sample(D, 2, labels=1.5), "whole numbers"),
+        (lambda: runtime.sample(U, 2, labels=0), "not class-conditional"),
+        (lambda: runtime.sample(U, 2, guidance=2.0), "needs a class-conditional model"),
+        (lambda: runtime.sample(D, 2, labels=0, guidance=-1.0), "finite number ≥ 0"),
+        (lambda: runtime.sample(D, 2, labels=0, guidance=float("nan")), "finite number ≥ 0"),
+        (lambda: runtime.sample(D, 2, labels=0, guidance=2.0, guide=digits),
+         "sample shape (1, 8, 8) vs (2,)"),
+        (lambda: runtime.sample(D, 2, labels=0, guide=U), "needs a guidance scale"),
+    ]:
+        with pytest.raises(EdgediffError, match=re.escape(says)):
+            call()
