@@ -86,15 +86,20 @@ def test_the_nan_guard_names_the_step_through_the_wrapper():
 N, Z, B = 8000, 5.0, 0.05  # samples; standard errors; discretisation allowance (variance)
 
 
+STOCHASTIC = {"edm": (64, {"S_churn": 40.0, "S_tmin": 0.05, "S_tmax": 50.0}),
+              "ddpm": (256, {})}
+
+
+@pytest.mark.parametrize("solver", sorted(STOCHASTIC))
 @pytest.mark.parametrize("k", [0, 1, 2])
-def test_guidance_1_samples_the_requested_component(k):
-    """w = 1 is the conditional model: EDM's stochastic sampler reproduces component
+def test_guidance_1_samples_the_requested_component(k, solver):
+    """w = 1 is the conditional model: the stochastic samplers reproduce component
     k's mean within Z standard errors τ/√n and its variance within Z·τ²·√(2/(n−1))
     plus a stated 5 % allowance for discretisation (as the unconditional moments
     test). Every sample is at its own component: none strays to another mode."""
     G = Guided(Labelled(k), Labelled(MIXTURE.null_label), 1.0)
-    x = runtime.sample(G, N, batch=N, solver="edm", steps=64,
-                       options={"S_churn": 40.0, "S_tmin": 0.05, "S_tmax": 50.0})
+    steps, options = STOCHASTIC[solver]
+    x = runtime.sample(G, N, batch=N, solver=solver, steps=steps, options=options)
     mu, tau2 = MIXTURE.means[k], MIXTURE.stds[k] ** 2
     assert np.all(MIXTURE.responsibilities(x).argmax(1) == k)
     assert np.abs(x.mean(0) - mu).max() <= Z * math.sqrt(tau2 / N)
@@ -111,3 +116,32 @@ def test_the_component_check_fails_on_the_unconditional_model():
     assert not np.all(MIXTURE.responsibilities(x).argmax(1) == 0)
     w = MIXTURE.weights
     assert np.all(np.abs(share - w) <= Z * np.sqrt(w * (1 - w) / N))
+
+
+def guidance_direction_holds(x, k) -> bool:
+    """The prediction for w > 1, tested with Z standard errors to spare.
+
+    In the one-Gaussian picture of the unconditional data (mean m, variance
+    s² > τ_k²), D_u = m + s²/(s² + σ²)·(x̂ − m) and D_k = μ_k + τ_k²/(τ_k² + σ²)·(x̂ − μ_k),
+    so the guided D_u + w·(D_k − D_u) is linear in x̂ with slope
+    w·τ_k²/(τ_k² + σ²) + (1 − w)·s²/(s² + σ²), below component k's own for w > 1:
+    the flow contracts more, so the variance falls below τ_k²; and its offset
+    carries (w − 1)·(μ_k − m), so the mean moves off μ_k *away from* the data mean m.
+    """
+    n, tau2 = len(x), MIXTURE.stds[k] ** 2
+    m = (MIXTURE.weights[:, None] * MIXTURE.means).sum(0)
+    away = MIXTURE.means[k] - m
+    shift = (x.mean(0) - MIXTURE.means[k]) @ away / np.linalg.norm(away)
+    sharper = np.all(x.var(0) < tau2 * (1 - Z * math.sqrt(2 / (n - 1))))
+    return bool(sharper and shift > Z * math.sqrt(tau2 / n))
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_guidance_above_1_sharpens_and_pushes_away_from_the_other_classes(k):
+    x = runtime.sample(Guided(Labelled(k), Labelled(MIXTURE.null_label), 3.0), 4000,
+                       batch=4000, solver="heun", steps=32)
+    assert guidance_direction_holds(x, k)
+    # the sign flipped (guiding toward the unconditional model) must fail the check
+    flipped = runtime.sample(Guided(Labelled(MIXTURE.null_label), Labelled(k), 3.0), 4000,
+                             batch=4000, solver="heun", steps=32)
+    assert not guidance_direction_holds(flipped, k)
