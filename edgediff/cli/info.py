@@ -28,6 +28,10 @@ def _artifact_lines(info) -> list[tuple[str, str]]:
         ("precision", info.precision),
         ("source sha256", info.source_sha256),
         ("quality reference", json.dumps(info.reference) if info.reference else "none"),
+        ("conditioning", "none (unconditional)" if not info.num_classes else
+         f"{info.num_classes} classes (0…{info.num_classes - 1}), null label {info.null_label}"
+         + ("; guidance input: classifier-free guidance in one launch"
+            if info.guidance_input else "")),
     ]
 
 
