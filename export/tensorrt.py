@@ -48,14 +48,25 @@ class BuildSettings:
                                 f"least 16 MiB")
 
 
-def plan_profile(sample_shape: tuple[int, ...], settings: BuildSettings
+def plan_profile(sample_shape: tuple[int, ...], settings: BuildSettings,
+                 per_sample: tuple[str, ...] = ("sigma",)
                  ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
-    """The one optimization profile: (min, opt, max) shapes of each input."""
+    """The one optimization profile: (min, opt, max) shapes of each input — x, and
+    the inputs with one value per sample (σ; a conditional graph's class_labels and
+    a --guidance graph's guidance)."""
     shape = tuple(int(n) for n in sample_shape)
     if not shape or any(n < 1 for n in shape):
         raise EdgediffError(f"bad sample shape {sample_shape}")
     b = (settings.min_batch, settings.opt_batch, settings.max_batch)
-    return {"x": tuple((n, *shape) for n in b), "sigma": tuple((n,) for n in b)}
+    return {"x": tuple((n, *shape) for n in b),
+            **{name: tuple((n,) for n in b) for name in per_sample}}
+
+
+def per_sample_inputs(metadata: dict[str, str]) -> tuple[str, ...]:
+    """The graph's inputs besides x, from its edgediff metadata."""
+    cond = json.loads(metadata.get(PREFIX + "conditioning", "null") or "null")
+    return ("sigma",) + (("class_labels",) if cond else ()) + (
+        ("guidance",) if cond and cond.get("guidance_input") else ())
 
 
 def precision_flags(settings: BuildSettings) -> list[str]:
@@ -83,8 +94,8 @@ def make_sidecar(onnx_path: str | Path, metadata: dict[str, str], settings: Buil
         "gpu_name": gpu_name,
         "compute_capability": compute_capability,
         "precision": precision_flags(settings),
-        "profiles": [{k: [list(s) for s in v] for k, v in plan_profile(sample_shape,
-                                                                        settings).items()}],
+        "profiles": [{k: [list(s) for s in v] for k, v in plan_profile(
+            sample_shape, settings, per_sample_inputs(metadata)).items()}],
         "settings": asdict(settings),
     }
 
@@ -196,7 +207,8 @@ def build_engine(onnx_path: str | Path, metadata: dict[str, str], settings: Buil
     if not settings.tf32:
         config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()
-    shapes = plan_profile(json.loads(metadata[PREFIX + "sample_shape"]), settings)
+    shapes = plan_profile(json.loads(metadata[PREFIX + "sample_shape"]), settings,
+                          per_sample_inputs(metadata))
     for name, (lo, opt, hi) in shapes.items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)

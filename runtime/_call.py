@@ -119,7 +119,8 @@ def fill_conditioning(info: ArtifactInfo, bound, class_labels, guidance) -> None
     """Write a call's class labels and guidance scale into a backend's bound inputs
     (a conditional graph's ``class_labels``; a --guidance graph's ``guidance``)."""
     if class_labels is not None:
-        np.copyto(bound.class_labels, check_labels(info, class_labels, len(bound.x)))
+        num = 1 if bound.class_labels is None else len(bound.class_labels)
+        np.copyto(bound.class_labels, check_labels(info, class_labels, num))
     elif bound.class_labels is not None:
         bound.class_labels.fill(info.null_label)
     if guidance is not None:

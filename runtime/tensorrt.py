@@ -24,7 +24,7 @@ from edgediff.export.tensorrt import (
     profile_batch_range,
     read_sidecar,
 )
-from edgediff.runtime._call import check_inputs
+from edgediff.runtime._call import check_inputs, fill_conditioning
 
 
 def _cudart():
@@ -88,9 +88,10 @@ class LaunchPlan:
 
 
 class _Buffers:
-    """Device tensors of one batch size."""
+    """Device tensors of one batch size: x, σ, a conditional plan's class labels
+    (int64) and a --guidance plan's scales, and the output."""
 
-    def __init__(self, cudart, batch: int, sample_shape: tuple[int, ...]):
+    def __init__(self, cudart, batch: int, sample_shape: tuple[int, ...], info):
         self.shape = (batch, *sample_shape)
         self.x_bytes = int(np.prod(self.shape)) * 4
         self.sigma_bytes = batch * 4
@@ -98,9 +99,16 @@ class _Buffers:
         self.sigma = _ok(cudart.cudaMalloc(self.sigma_bytes))
         self.out = _ok(cudart.cudaMalloc(self.x_bytes))
         self.host_out = np.empty(self.shape, np.float32)
+        # host staging for the conditioning inputs (the Bound interface: fill_conditioning)
+        self.class_labels = (np.full(batch, info.null_label, np.int64)
+                             if info.num_classes else None)
+        self.guidance = np.ones(batch, np.float32) if info.guidance_input else None
+        self.extra = {name: (host, _ok(cudart.cudaMalloc(host.nbytes)))
+                      for name, host in (("class_labels", self.class_labels),
+                                         ("guidance", self.guidance)) if host is not None}
 
     def free(self, cudart) -> None:
-        for ptr in (self.x, self.sigma, self.out):
+        for ptr in (self.x, self.sigma, self.out, *(p for _, p in self.extra.values())):
             cudart.cudaFree(ptr)
 
 
@@ -138,11 +146,14 @@ class TrtDenoiser:
         """Point the context at this batch size's buffers (dropping any graph)."""
         buf = self._buffers.get(batch)
         if buf is None:
-            buf = self._buffers[batch] = _Buffers(self._cudart, batch, self.info.sample_shape)
+            buf = self._buffers[batch] = _Buffers(self._cudart, batch, self.info.sample_shape,
+                                                  self.info)
         self._drop_graph()
         self.context.set_input_shape("x", buf.shape)
-        self.context.set_input_shape("sigma", (batch,))
-        for name, ptr in (("x", buf.x), ("sigma", buf.sigma), ("denoised", buf.out)):
+        for name in ("sigma", *buf.extra):
+            self.context.set_input_shape(name, (batch,))
+        for name, ptr in (("x", buf.x), ("sigma", buf.sigma), ("denoised", buf.out),
+                          *((n, p) for n, (_, p) in buf.extra.items())):
             self.context.set_tensor_address(name, int(ptr))
         return buf
 
@@ -168,7 +179,10 @@ class TrtDenoiser:
             self._cudart.cudaGraphExecDestroy(self._graph)
             self._graph = None
 
-    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, sigma: np.ndarray, class_labels=None, guidance=None
+                 ) -> np.ndarray:
+        """D(x; σ) (a conditional plan: given ``class_labels``, default the null
+        label; a --guidance plan: at scale ``guidance``, default 1)."""
         x, sigma = check_inputs(self.info, x, sigma)
         x, sigma = np.ascontiguousarray(x), np.ascontiguousarray(sigma)
         batch = x.shape[0]
@@ -184,6 +198,10 @@ class TrtDenoiser:
             _ok(cudart.cudaMemcpyAsync(buf.x, x.ctypes.data, buf.x_bytes, h2d, stream))
             _ok(cudart.cudaMemcpyAsync(buf.sigma, sigma.ctypes.data, buf.sigma_bytes, h2d,
                                        stream))
+            if buf.extra:
+                fill_conditioning(self.info, buf, class_labels, guidance)
+                for host, ptr in buf.extra.values():
+                    _ok(cudart.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, h2d, stream))
             if action == LaunchPlan.EAGER:
                 self._enqueue()
             else:

@@ -161,12 +161,18 @@ class FakeCuda:
         return (0,)
 
     def run(self, shapes, addresses):
-        """The fake engine: denoised = 2·x + σ."""
+        """The fake engine: denoised = 2·x + σ (+ 10·label + 100·guidance when the
+        plan takes them)."""
         b, dim = shapes["x"]
         x = self.memory[addresses["x"]].view(np.float32)[: b * dim].reshape(b, dim)
         sigma = self.memory[addresses["sigma"]].view(np.float32)[:b]
-        self.memory[addresses["denoised"]].view(np.float32)[: b * dim] = \
-            (2 * x + sigma[:, None]).ravel()
+        out = 2 * x + sigma[:, None]
+        if "class_labels" in addresses:
+            assert shapes["class_labels"] == (b,) and shapes["guidance"] == (b,)
+            labels = self.memory[addresses["class_labels"]].view(np.int64)[:b]
+            w = self.memory[addresses["guidance"]].view(np.float32)[:b]
+            out = out + 10 * labels[:, None] + 100 * w[:, None]
+        self.memory[addresses["denoised"]].view(np.float32)[: b * dim] = out.ravel()
 
 
 class FakeContext:
@@ -192,11 +198,7 @@ class FakeContext:
         return True
 
 
-@pytest.mark.parametrize("cuda_graph", [False, True])
-def test_the_backend_follows_the_launch_plan_across_batch_sizes(plan, fake_trt, monkeypatch,
-                                                                cuda_graph):
-    """Every call returns this call's result — never a stale graph's — while batch
-    sizes change, and closing frees every buffer and graph."""
+def fake_engine(fake_trt, monkeypatch):
     module, backend = fake_trt
     cuda = FakeCuda()
     engine = types.SimpleNamespace(create_execution_context=lambda: FakeContext(cuda))
@@ -211,6 +213,15 @@ def test_the_backend_follows_the_launch_plan_across_batch_sizes(plan, fake_trt, 
     module.Runtime = lambda logger: types.SimpleNamespace(
         deserialize_cuda_engine=lambda data: engine)
     monkeypatch.setattr(backend, "_cudart", lambda: cuda)
+    return backend, cuda
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_the_backend_follows_the_launch_plan_across_batch_sizes(plan, fake_trt, monkeypatch,
+                                                                cuda_graph):
+    """Every call returns this call's result — never a stale graph's — while batch
+    sizes change, and closing frees every buffer and graph."""
+    backend, cuda = fake_engine(fake_trt, monkeypatch)
     rng = np.random.default_rng(0)
     batches = (8, 8, 8, 8, 3, 3, 3, 8, 8)
     with backend.TrtDenoiser(plan, cuda_graph=cuda_graph) as D:
@@ -225,3 +236,39 @@ def test_the_backend_follows_the_launch_plan_across_batch_sizes(plan, fake_trt, 
     else:
         assert cuda.counts == {"eager": len(batches), "captured": 0, "replayed": 0}
     assert cuda.memory == {} and cuda.graphs == {}
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_a_guidance_plan_takes_labels_and_scales_on_every_call(tmp_path, fake_trt,
+                                                               monkeypatch, cuda_graph):
+    """A --guidance plan's class labels and scales are copied in before every launch,
+    graph replays included; unset, they are the null label and 1."""
+    from edgediff.export.onnx import export_onnx
+    from edgediff.export.tensorrt import plan_profile
+    from edgediff.models.analytic import mixture_model
+
+    onnx_path = tmp_path / "cfg.onnx"
+    export_onnx(mixture_model(conditional=True), onnx_path, source_sha256="0" * 64,
+                validate=False, guidance=True)
+    meta = ort.InferenceSession(str(onnx_path)).get_modelmeta().custom_metadata_map
+    side = make_sidecar(onnx_path, meta, BuildSettings(max_batch=8), "10.3.0", "NVIDIA H100",
+                        "9.0")
+    assert side["profiles"][0] == {k: [list(s) for s in v] for k, v in plan_profile(
+        (2,), BuildSettings(max_batch=8), ("sigma", "class_labels", "guidance")).items()}
+    path = tmp_path / "cfg.plan"
+    write_plan(path, b"serialized engine", side)
+    backend, cuda = fake_engine(fake_trt, monkeypatch)
+    rng = np.random.default_rng(1)
+    with backend.TrtDenoiser(path, cuda_graph=cuda_graph) as D:
+        for b in (4, 4, 4, 2, 2, 2):
+            x = rng.standard_normal((b, 2)).astype(np.float32)
+            sigma = rng.uniform(0.1, 10, b).astype(np.float32)
+            labels, w = rng.integers(0, 4, b), rng.uniform(0, 4, b).astype(np.float32)
+            np.testing.assert_allclose(D(x, sigma, labels, w),
+                                       2 * x + sigma[:, None] + 10 * labels[:, None]
+                                       + 100 * w[:, None], rtol=1e-6)
+            np.testing.assert_allclose(D(x, sigma), 2 * x + sigma[:, None] + 30 + 100,
+                                       rtol=1e-6)  # null label 3, scale 1
+        with pytest.raises(EdgediffError, match="class label 7 is out of range"):
+            D(x, sigma, np.full(b, 7))
+    assert cuda.memory == {}
