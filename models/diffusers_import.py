@@ -120,4 +120,13 @@ def load_diffusers(folder: str | Path) -> LoadedModel:
                                      "timestep_spacing": scfg.get("timestep_spacing"),
                                      "steps_offset": scfg.get("steps_offset", 0),
                                      "clip_sample": clip})
+    classes = unet.config.get("num_class_embeds")
+    if classes:
+        if unet.config.get("class_embed_type") is not None:
+            raise EdgediffError(f"class_embed_type {unet.config['class_embed_type']!r} is not "
+                                f"supported; edgediff reads integer class labels")
+        # diffusers has no null class of its own: classifier-free-guidance training
+        # reserves one embedding for "no label", here the last (export --null-label)
+        config["num_classes"] = int(classes) - 1 if classes > 1 else int(classes)
+        config["null_label"] = int(classes) - 1
     return LoadedModel(denoiser, config, schedule)

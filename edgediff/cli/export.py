@@ -54,10 +54,14 @@ def resolve_source(source: str, allow_pickle: bool = False):
               help="Class-conditional models: a graph that takes a guidance scale per sample "
                    "and doubles the batch inside (conditional and null-label halves), so "
                    "classifier-free guidance is one launch per step.")
+@click.option("--null-label", type=click.IntRange(0), default=None, metavar="ID",
+              help="Class-conditional models: the class id trained as 'no label' "
+                   "[default: the checkpoint's; diffusers folders: the last class embedding].")
 @click.option("--allow-pickle", is_flag=True,
               help="Read a .pt/.pkl checkpoint with torch.load(weights_only=True). Pickles can "
                    "run code: use only for files you trust.")
-def command(source, out, force, opset, no_validate, fp16, atol, rtol, guidance, allow_pickle):
+def command(source, out, force, opset, no_validate, fp16, atol, rtol, guidance, null_label,
+            allow_pickle):
     """Export SOURCE to ONNX as one function D(x, sigma) -> denoised, with metadata.
 
     SOURCE is a checkpoint (NAME.safetensors with NAME.json beside it), a local
@@ -79,6 +83,10 @@ def command(source, out, force, opset, no_validate, fp16, atol, rtol, guidance, 
     except ImportError:
         raise missing_extra("torch", "torch") from None
     model, digest = resolve_source(source, allow_pickle)
+    if null_label is not None:
+        if not model.config.get("num_classes"):
+            raise EdgediffError("--null-label: this model is not class-conditional")
+        model.config["null_label"] = null_label
     result = export_onnx(model, out, source_sha256=digest, opset=opset, force=force,
                          validate=not no_validate, atol=atol, rtol=rtol, fp16=fp16,
                          guidance=guidance)

@@ -267,3 +267,46 @@ def test_ddpm_is_diffusers_ddpm_in_float64(tmp_path):
     err = (got - x).abs().max().item()
     print(f"\nddpm/sample/leading/1000 in float64: max abs diff {err:.2e}")
     assert err <= 1e-10
+
+
+def test_a_class_conditional_unet_exports_and_agrees_with_diffusers_forward(tmp_path):
+    """A local, random UNet2DModel with num_class_embeds: the exported graph takes
+    class_labels and gives diffusers' own D = x̂ − σ·ε(x̂/√(1+σ²), t, label) at integer
+    timesteps, within 64 ulps of |D|·max(σ, 1) (the export tests' network bound)."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgediff.export.onnx import export_onnx
+    from edgediff.tolerance import EPS32
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
+                       block_out_channels=(16, 32), norm_num_groups=8, num_class_embeds=5,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+    folder = tmp_path / "cond"
+    unet.save_pretrained(folder / "unet", safe_serialization=True)
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder / "scheduler")
+    loaded = load_diffusers(folder)
+    assert (loaded.config["num_classes"], loaded.config["null_label"]) == (4, 4)
+    path = tmp_path / "cond.onnx"
+    export_onnx(loaded, path, source_sha256="0" * 64)  # validated against torch as well
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["x", "sigma", "class_labels"]
+    t = torch.tensor([0, 10, 250, 600, 999])
+    sigma = torch.from_numpy(loaded.schedule.sigma_table[t.numpy()]).float()
+    labels = torch.tensor([0, 1, 2, 3, 4])  # 4: the null label
+    x = torch.randn(5, 1, 8, 8) * sigma.reshape(-1, 1, 1, 1).clamp(min=1)
+    (got,) = sess.run(None, {"x": x.numpy(), "sigma": sigma.numpy(),
+                             "class_labels": labels.numpy()})
+    with torch.no_grad():
+        c_in = 1 / torch.sqrt(sigma**2 + 1).reshape(-1, 1, 1, 1)
+        eps = unet(x * c_in, t, class_labels=labels).sample
+        want = (x - sigma.reshape(-1, 1, 1, 1) * eps).numpy()
+    scale = np.maximum(np.abs(want).reshape(5, -1).max(1), 1) * np.maximum(sigma.numpy(), 1)
+    err = np.abs(got - want).reshape(5, -1).max(1)
+    assert np.all(err <= 64 * EPS32 * scale), err / (EPS32 * scale)
+    other = sess.run(None, {"x": x.numpy(), "sigma": sigma.numpy(),
+                            "class_labels": ((labels + 1) % 5).numpy()})[0]
+    assert np.abs(other - got).max() > 64 * EPS32 * scale.max()  # the label matters
