@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgediff.errors import missing_extra
+from edgediff.errors import EdgediffError, missing_extra
 
 
 def resolve_source(source: str, allow_pickle: bool = False):
