@@ -72,3 +72,36 @@ def score_for(info: ArtifactInfo, n: int, seed: int = 0) -> Score | None:
     if ref.get("kind") == "dataset" and ref.get("name") == "digits":
         return digits_score()
     return None
+
+
+def class_labels_for(info: ArtifactInfo, num: int) -> np.ndarray:
+    """Labels for ``num`` conditional samples in the data's class proportions (the
+    exact mixture's weights; otherwise uniform), so that distance-to-the-data
+    scores compare like with like."""
+    ref = info.reference or {}
+    if ref.get("kind") == "gaussian_mixture":
+        weights = GaussianMixture.from_dict(ref["mixture"]).weights
+    else:
+        weights = np.full(info.num_classes, 1 / info.num_classes)
+    quantiles = (np.arange(num) + 0.5) / num
+    order = np.searchsorted(np.cumsum(weights), quantiles).clip(max=info.num_classes - 1)
+    return np.random.default_rng(0).permutation(order).astype(np.int64)
+
+
+def label_accuracy_for(info: ArtifactInfo):
+    """``accuracy(samples, labels)``: the share of samples a fixed classifier puts in
+    the class they were asked for — the exact mixture's most probable component,
+    or the shipped digits classifier (edgediff/features.py) — or None."""
+    ref = info.reference or {}
+    if ref.get("kind") == "gaussian_mixture":
+        mixture = GaussianMixture.from_dict(ref["mixture"])
+
+        def classify(x):
+            return mixture.responsibilities(np.asarray(x).reshape(len(x), -1)).argmax(1)
+    elif ref.get("kind") == "dataset" and ref.get("name") == "digits":
+        from edgediff.features import DigitsFeatures
+
+        classify = DigitsFeatures().classify
+    else:
+        return None
+    return lambda x, labels: float(np.mean(classify(x) == np.asarray(labels)))

@@ -87,18 +87,24 @@ def _write(folder: Path, rows, meta) -> list[Path]:
     metrics = [("reference_rms", "rms error vs reference solution")]
     if rows[0].distance_name:
         metrics.append(("distance", f"{rows[0].distance_name.lower()} to the data"))
+    axes = [("nfe", "nfe"), ("ms_median", "ms per sample")]
+    if rows[0].guidance is not None:  # a guidance sweep: quality against w
+        metrics.append(("label_accuracy", "label accuracy"))
+        axes = [("guidance", "guidance scale w")]
     for key, label in metrics:
-        for axis, xlabel in (("nfe", "nfe"), ("ms_median", "ms per sample")):
+        for axis, xlabel in axes:
             series = {}
             for r in rows:
                 if getattr(r, key) is not None:
-                    xs, ys = series.setdefault(r.solver if r.label.startswith(r.solver) else
-                                               r.label, ([], []))
+                    run = r.label.split(" w=")[0] if axis == "guidance" else (
+                        r.solver if r.label.startswith(r.solver) else r.label)
+                    xs, ys = series.setdefault(run, ([], []))
                     xs.append(getattr(r, axis))
                     ys.append(getattr(r, key))
             if not series:
                 continue
-            path = folder / f"{key}_vs_{'nfe' if axis == 'nfe' else 'latency'}.png"
+            name = {"nfe": "nfe", "ms_median": "latency", "guidance": "guidance"}[axis]
+            path = folder / f"{key}_vs_{name}.png"
             with atomic_path(path) as tmp:
                 line_plot(tmp, series, xlabel=xlabel, ylabel=label,
                           title=f"{meta['artifact_name']}: {label} vs {xlabel}")
@@ -124,14 +130,18 @@ def _write(folder: Path, rows, meta) -> list[Path]:
 @click.option("--reference-steps", type=click.IntRange(2), default=100, show_default=True,
               help="Heun steps of the high-accuracy solution that ODE solvers are scored "
                    "against.")
+@click.option("--guidance", "guidance_list", default=None, metavar="W,W,…",
+              help="Class-conditional models: run every solver at each guidance scale, "
+                   "with labels in the data's class proportions; prints label accuracy and "
+                   "the distance to the data per scale, and plots both against w.")
 @click.option("--fid", is_flag=True,
               help="Also compute FID with a locally installed torch-fidelity and cached "
                    "Inception weights (skipped, with a message, when absent).")
 @backend_options
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("out/bench"), show_default=True, help="Output folder.")
-def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, reference_steps, fid,
-            provider, threads, cuda_graph, metadata_file, out):
+def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, reference_steps,
+            guidance_list, fid, provider, threads, cuda_graph, metadata_file, out):
     """Run solvers on ARTIFACT side by side and print speed and quality.
 
     Every run draws samples 0…num−1 of one seed, so all start from the same x_T.
@@ -147,40 +157,61 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
       edgediff bench digits.onnx --suite quick
       edgediff bench mixture.onnx --solvers heun,dpmpp_2m --nfe 5,9,19 --num 2000
       edgediff bench digits.onnx --solvers ddpm,ddim --steps 50,250 --threads 2
+      edgediff bench digits-cond.onnx --solvers heun --nfe 35 --guidance 0,1,2,3,4
     """
     runs, suite_num = plan_runs(suite, solvers, steps, nfe_list)
     num = num or suite_num or 256
     D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file, max_batch=batch)
     check_runs(D.info, runs)
+    scales = _guidance_scales(guidance_list, D.info)
     with atomic_folder(out) as folder:  # nothing lands unless the whole run succeeds
         written = _run_and_write(D, folder, artifact, runs, num, batch, seed, reference_steps,
-                                 fid)
+                                 fid, scales)
     for path in written:
         click.echo(f"wrote {out / path.relative_to(folder)}")
 
 
-def _run_and_write(D, folder, artifact, runs, num, batch, seed, reference_steps, fid):
+def _guidance_scales(text: str | None, info) -> list[float] | None:
+    if text is None:
+        return None
+    if not info.num_classes:
+        raise EdgediffError("--guidance sweeps classifier-free guidance, which needs a "
+                            "class-conditional model")
+    from edgediff.guidance import check_guidance
+
+    try:
+        return [check_guidance(float(v)) for v in text.split(",") if v.strip()] or None
+    except ValueError:
+        raise EdgediffError(f"--guidance takes comma-separated scales, got {text!r}") from None
+
+
+def _run_and_write(D, folder, artifact, runs, num, batch, seed, reference_steps, fid,
+                   scales=None):
     from edgediff.bench import run_bench
     from edgediff.quality import score_for
 
     score = score_for(D.info, num, seed)
     rows = run_bench(D, runs, num=num, batch=batch, seed=seed, score=score,
-                     reference_steps=reference_steps,
+                     reference_steps=reference_steps, guidance=scales,
                      progress=lambda label: click.echo(f"  running {label}", err=True))
     dist = rows[0].distance_name or "dist"
     click.echo(f"{artifact.name}: {num} samples per run, batch {batch}, seed {seed}")
+    last = f"{'label acc':>10}" if scales else ""
     click.echo(f"{'run':<18}{'steps':>6}{'NFE':>5}{'ms/sample':>11}{'p90':>9}{'samples/s':>11}"
-               f"{'ref RMS':>10}{dist:>10}")
+               f"{'ref RMS':>10}{dist:>10}{last}")
     for r in rows:
+        acc = f" {_fmt(r.label_accuracy, '>9.3f')}" if scales else ""
         click.echo(f"{r.label:<18}{r.steps:>6}{r.nfe:>5}{r.ms_median:>11.3f}{r.ms_p90:>9.3f}"
                    f"{r.samples_per_s:>11.1f}{_fmt(r.reference_rms, '>10.4g')}"
-                   f" {_fmt(r.distance, '>9.4g')}")
+                   f" {_fmt(r.distance, '>9.4g')}{acc}")
     if score is not None:
         click.echo(f"{dist} floor ({score.floor_note}): {score.floor:.4f}")
     meta = {"artifact": str(artifact), "artifact_name": artifact.stem, "num": num,
             "batch": batch, "seed": seed, "reference_steps": reference_steps,
             "distance_floor": score.floor if score else None}
-    if fid:
+    if fid and scales:
+        click.echo("FID skipped: it is not computed per guidance scale")
+    elif fid:
         from edgediff.fid import fid as compute_fid
         from edgediff.runtime import sample
 
