@@ -1,0 +1,120 @@
+"""Classifier-free guidance, two forms side by side: (a) two passes of one
+artifact per NFE (labels, then the null label; combined in float64 on the host)
+against (b) one launch of a graph exported with --guidance (the batch doubled
+inside). Same x_T, labels, solver and scale; ms per NFE per sample, median and
+p90 over warm repetitions, and what (b) buys over (a).
+
+Models: the class-conditional digits model (if shipped) or a random conditional
+U-Net of the same size, and a CIFAR-sized class-conditional diffusers
+UNet2DModel (channels 128, 256, 256, 256, two layers per block, attention at
+16×16, 10 classes; random weights — speed only).
+
+    python benchmarks/guidance_speed.py [--threads 2] [--reps 10] [--no-cifar]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgediff import runtime
+from edgediff.export.onnx import export_onnx
+from edgediff.solvers import nfe
+
+SOLVER, STEPS, W = "heun", 10, 2.0
+
+
+def digits_model():
+    from edgediff.models.bundled import bundled_path
+    from edgediff.models.loader import load_model
+
+    cond = Path(bundled_path()).with_name("digits-edm-cond.safetensors")
+    if cond.is_file():
+        return "digits (conditional, shipped)", load_model(cond)
+    from edgediff.models.checkpoint import LoadedModel, build_denoiser, make_config
+    from edgediff.schedules import EDMSchedule
+
+    args = {"img_resolution": 8, "in_channels": 1, "out_channels": 1, "model_channels": 32,
+            "channel_mult": [1, 2], "num_blocks": 2, "attn_resolutions": [4], "label_dim": 10}
+    config = make_config("unet", args, "edm", EDMSchedule(), (1, 8, 8))
+    config["num_classes"] = 10
+    D, schedule = build_denoiser(config)
+    return "digits-sized U-Net (random, conditional)", LoadedModel(D.eval(), config, schedule)
+
+
+def cifar_model(folder: Path):
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from edgediff.models.diffusers_import import load_diffusers
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
+                       block_out_channels=(128, 256, 256, 256), num_class_embeds=11,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D",
+                                         "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D",
+                                       "UpBlock2D"))
+    params = sum(p.numel() for p in unet.parameters()) / 1e6
+    unet.save_pretrained(folder / "unet", safe_serialization=True)
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder / "scheduler")
+    return f"CIFAR-sized UNet2DModel ({params:.1f} M parameters)", load_diffusers(folder)
+
+
+def interleaved(fns: dict, reps: int) -> dict[str, np.ndarray]:
+    """Each function once per round, rounds repeated: drift hits both alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: np.asarray(v) for k, v in times.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--no-cifar", action="store_true")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        models = [digits_model()]
+        if not a.no_cifar:
+            models.append(cifar_model(tmp / "cifar"))
+        calls = nfe(SOLVER, STEPS)
+        print(f"{SOLVER}, {STEPS} steps = {calls} NFE, w = {W}, {a.threads} threads, "
+              f"median [p90] of {a.reps} warm runs")
+        print(f"{'model':<44}{'batch':>6}{'(a) ms/NFE/sample':>20}{'(b) ms/NFE/sample':>20}"
+              f"{'(a)/(b)':>9}")
+        for name, model in models:
+            paths = {}
+            for form, guided in (("a", False), ("b", True)):
+                paths[form] = tmp / f"{form}.onnx"
+                export_onnx(model, paths[form], source_sha256="0" * 64, validate=False,
+                            guidance=guided, force=True)
+            for batch in (1, 16):
+                D = {f: runtime.load(paths[f], threads=a.threads, max_batch=batch)
+                     for f in paths}
+                labels = np.arange(batch) % D["a"].info.num_classes
+                times = interleaved({f: partial(
+                    runtime.sample, D[f], batch, batch=batch, solver=SOLVER, steps=STEPS,
+                    labels=labels, guidance=W) for f in D}, a.reps)
+                per = {f: (np.median(t), np.percentile(t, 90))
+                       for f, t in ((f, t / (calls * batch) * 1e3) for f, t in times.items())}
+                print(f"{name:<44}{batch:>6}{per['a'][0]:>12.3f} [{per['a'][1]:.3f}]"
+                      f"{per['b'][0]:>12.3f} [{per['b'][1]:.3f}]"
+                      f"{per['a'][0] / per['b'][0]:>8.2f}×")
+
+
+if __name__ == "__main__":
+    main()
