@@ -11,15 +11,17 @@ from edgediff.errors import EdgediffError
 from edgediff.models.checkpoint import LoadedModel, load_checkpoint
 
 NAME = "digits-edm"
+CONDITIONAL = "digits-edm-cond"  # the same U-Net, class-conditional (label dropout 0.2)
 
 
-def bundled_path() -> Path:
-    """Stem of the bundled checkpoint (NAME.safetensors + NAME.json beside it)."""
-    path = Path(str(resources.files("edgediff") / "data" / NAME))
-    if not path.with_name(NAME + ".safetensors").is_file():
-        raise EdgediffError(f"the bundled model is missing from {path.parent}; reinstall edgediff")
+def bundled_path(name: str = NAME) -> Path:
+    """Stem of a bundled checkpoint (NAME.safetensors + NAME.json beside it)."""
+    path = Path(str(resources.files("edgediff") / "data" / name))
+    if not path.with_name(name + ".safetensors").is_file():
+        raise EdgediffError(f"the bundled model {name} is missing from {path.parent}; "
+                            f"reinstall edgediff")
     return path
 
 
-def load_bundled() -> LoadedModel:
-    return load_checkpoint(bundled_path())
+def load_bundled(name: str = NAME) -> LoadedModel:
+    return load_checkpoint(bundled_path(name))

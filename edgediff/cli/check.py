@@ -8,14 +8,14 @@ import click
 
 from edgediff.errors import EdgediffError, missing_extra
 
-AUTO_SOURCES = ("bundled", "mixture2d")
+AUTO_SOURCES = ("bundled", "bundled-cond", "mixture2d", "mixture2d-cond")
 
 
 def _check_onnx(path: Path, source: str | None, allow_pickle: bool, atol: float,
                 rtol: float) -> None:
     try:
         from edgediff.cli.export import resolve_source
-        from edgediff.export.onnx import _Graph, validate_onnx
+        from edgediff.export.onnx import export_graph, validate_onnx
     except ImportError:
         raise missing_extra("torch", "torch") from None
     from edgediff import runtime
@@ -23,7 +23,10 @@ def _check_onnx(path: Path, source: str | None, allow_pickle: bool, atol: float,
     info = runtime.load(path).info
     if source is None:  # the shipped models are found by their hash
         for name in AUTO_SOURCES:
-            model, digest = resolve_source(name)
+            try:
+                model, digest = resolve_source(name)
+            except EdgediffError:  # not shipped with this install
+                continue
             if digest == info.source_sha256:
                 source = name
                 break
@@ -38,7 +41,11 @@ def _check_onnx(path: Path, source: str | None, allow_pickle: bool, atol: float,
     if digest != info.source_sha256:
         click.echo(f"warning: {source} is not the file {path} was exported from (sha256 "
                    f"{digest[:12]}… vs {info.source_sha256[:12]}…)", err=True)
-    result = validate_onnx(path, _Graph(model.denoiser.float().eval()), info, atol, rtol)
+    if bool(model.config.get("num_classes")) != bool(info.num_classes):
+        raise EdgediffError(f"{source} and {path} differ in conditioning: one is "
+                            f"class-conditional, the other not")
+    result = validate_onnx(path, export_graph(model.denoiser.float().eval(), info), info, atol,
+                           rtol)
     click.echo(f"{path} vs {source} (torch): {result}")
     if not result.ok:
         raise EdgediffError(f"{path} does not match {source} within tolerance")
@@ -79,8 +86,8 @@ def command(artifact, source, onnx_path, atol, rtol, allow_pickle):
     inputs (σ_min, a log sweep, σ_max; batches 1, 3, 16).
 
     An .onnx file is compared with its torch SOURCE (a checkpoint, a diffusers
-    folder, 'bundled' or 'mixture2d'; the shipped models are found by their
-    hash). A .plan is compared with its ONNX file (needs TensorRT and a GPU).
+    folder, 'bundled', 'bundled-cond', 'mixture2d' or 'mixture2d-cond'; the shipped
+    models are found by their hash). A .plan is compared with its ONNX file (needs TensorRT and a GPU).
 
     \b
     Examples:

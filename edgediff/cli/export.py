@@ -13,7 +13,8 @@ from edgediff.errors import EdgediffError, missing_extra
 
 def resolve_source(source: str, allow_pickle: bool = False):
     """(LoadedModel, sha256 of its weights) for a checkpoint, a diffusers folder,
-    'bundled', 'mixture2d' or 'mixture2d-cond' (its classes are its components)."""
+    'bundled', 'bundled-cond' (the class-conditional digits model), 'mixture2d' or
+    'mixture2d-cond' (its classes are its components)."""
     try:
         from edgediff.export.onnx import sha256_of
         from edgediff.models.analytic import mixture_model
@@ -23,10 +24,15 @@ def resolve_source(source: str, allow_pickle: bool = False):
         raise missing_extra("torch", "torch") from None
     if source in ("mixture2d", "mixture2d-cond"):
         model = mixture_model(conditional=source == "mixture2d-cond")
-        digest = hashlib.sha256(
-            json.dumps(model.config["architecture"]["args"]).encode()).hexdigest()
+        described = model.config["architecture"]["args"]
+        if source == "mixture2d-cond":  # not the unconditional one's hash
+            described = {**described, "num_classes": model.config["num_classes"]}
+        digest = hashlib.sha256(json.dumps(described).encode()).hexdigest()
         return model, digest
-    path = bundled_path() if source == "bundled" else Path(source)
+    from edgediff.models.bundled import CONDITIONAL
+
+    path = bundled_path() if source == "bundled" else bundled_path(CONDITIONAL) \
+        if source == "bundled-cond" else Path(source)
     model = load_model(path, allow_pickle=allow_pickle)
     weights = path if path.is_dir() or path.suffix not in ("", ".json") else \
         path.with_name(path.with_suffix("").name + ".safetensors")
@@ -65,7 +71,8 @@ def command(source, out, force, opset, no_validate, fp16, atol, rtol, guidance, 
     """Export SOURCE to ONNX as one function D(x, sigma) -> denoised, with metadata.
 
     SOURCE is a checkpoint (NAME.safetensors with NAME.json beside it), a local
-    diffusers folder, 'bundled' (the shipped digits model), 'mixture2d' (the
+    diffusers folder, 'bundled' (the shipped digits model), 'bundled-cond' (the
+    shipped class-conditional digits model), 'mixture2d' (the
     exact 2-D Gaussian-mixture denoiser) or 'mixture2d-cond' (the same, its classes
     being its components). A class-conditional model's graph also takes
     class_labels. The export is checked, validated against torch with ONNX
