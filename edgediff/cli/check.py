@@ -87,7 +87,8 @@ def command(artifact, source, onnx_path, atol, rtol, allow_pickle):
 
     An .onnx file is compared with its torch SOURCE (a checkpoint, a diffusers
     folder, 'bundled', 'bundled-cond', 'mixture2d' or 'mixture2d-cond'; the shipped
-    models are found by their hash). A .plan is compared with its ONNX file (needs TensorRT and a GPU).
+    models are found by their hash). A .plan is compared with its ONNX file (needs
+    TensorRT and a GPU).
 
     \b
     Examples:

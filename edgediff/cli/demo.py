@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from edgediff.errors import missing_extra
 from edgediff.fileio import atomic_folder
@@ -75,6 +76,7 @@ def command(num: int, seed: int, threads: int | None, out: Path) -> None:
         for name, source, runs, n in (("mixture", "mixture2d", MIXTURE_RUNS, 8 * num),
                                       ("digits", "bundled", DIGITS_RUNS, num)):
             _one_model(folder, out, name, source, runs, n, seed, threads)
+        _class_grids(folder, out, seed, threads)
     click.echo(f"\ndemo done in {time.perf_counter() - t_start:.0f} s; outputs under {out}")
 
 
@@ -115,4 +117,43 @@ def _one_model(folder: Path, out: Path, name: str, source: str, runs, n: int, se
     default = D.info.default_sampler
     x = runtime.sample(D, n, seed=seed, batch=min(n, 256))
     written += write_outputs(sub, x, D.info, {**default, "seed": seed, "num": n})
+    click.echo("   wrote " + ", ".join(str(out / p.relative_to(folder)) for p in written))
+
+
+GUIDANCE_SCALES = (1.0, 3.0)
+
+
+def _class_grids(folder: Path, out: Path, seed: int, threads: int | None) -> None:
+    """The class-conditional digits model, exported with --guidance (one launch per
+    step), sampled class by class at two guidance scales: a grid per scale with one
+    row per digit, and the share the shipped classifier reads as asked."""
+    from edgediff import runtime
+    from edgediff.cli.export import resolve_source
+    from edgediff.cli.sample import write_outputs
+    from edgediff.errors import EdgediffError
+    from edgediff.export.onnx import export_onnx
+    from edgediff.quality import label_accuracy_for
+
+    try:
+        model, digest = resolve_source("bundled-cond")
+    except EdgediffError:
+        return  # an install without the conditional model
+    sub = folder / "digits-cond"
+    sub.mkdir()
+    onnx_path = sub / "digits-cond.onnx"
+    click.echo(f"\n== digits, class-conditional: export bundled-cond --guidance -> "
+               f"{out / 'digits-cond' / onnx_path.name}")
+    export_onnx(model, onnx_path, source_sha256=digest, guidance=True)
+    D = runtime.load(onnx_path, threads=threads)
+    accuracy = label_accuracy_for(D.info)
+    labels = np.repeat(np.arange(D.info.num_classes), 10)
+    written = []
+    for w in GUIDANCE_SCALES:
+        x = runtime.sample(D, len(labels), seed=seed, batch=len(labels), labels=labels,
+                           guidance=w)
+        click.echo(f"   guidance w = {w:g}: {accuracy(x, labels):.0%} of samples read as the "
+                   f"digit asked for (shipped classifier)")
+        sub_w = sub / f"w{w:g}"
+        sub_w.mkdir()
+        written += write_outputs(sub_w, x, D.info, {"guidance": w, "seed": seed}, labels, 10)
     click.echo("   wrote " + ", ".join(str(out / p.relative_to(folder)) for p in written))
