@@ -192,7 +192,7 @@ def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opse
         result = validate_onnx(tmp, reference, info, atol, rtol) if validate else None
         if result is not None:
             if fp16:
-                result.end_to_end = sampling_check(tmp, reference, info)
+                result.end_to_end = sampling_check(tmp, model.denoiser.float().eval(), info)
             log.info("%s", result)
             if not result.ok:
                 raise EdgediffError(f"export failed validation: {result}")
@@ -224,9 +224,12 @@ def sampling_check(path, reference: nn.Module, info: ArtifactInfo, num: int = 16
     settings = SamplerSettings.resolve(info, "heun")
     grid = {k: v for k, v in settings.options.items() if k in ("spacing", "rho")}
     sigmas = runtime.sigma_grid(info, settings.steps, **grid).tolist()
+    labels = None if not info.num_classes else np.arange(num) % (info.num_classes + 1)
+    if labels is not None:  # every class and the null label
+        labels[labels == info.num_classes] = info.null_label
     got = runtime.sample(OrtDenoiser(path), num, seed=seed, batch=num, solver="heun",
-                         steps=settings.steps, options=settings.options)
-    ref = reference_run(reference, info, settings, sigmas, seed, range(num))
+                         steps=settings.steps, options=settings.options, labels=labels)
+    ref = reference_run(reference, info, settings, sigmas, seed, range(num), labels=labels)
     half_range = (info.data_range[1] - info.data_range[0]) / 2
     max_abs = float(np.abs(got - ref).max()) if np.all(np.isfinite(got)) else float("inf")
     return {"solver": "heun", "steps": settings.steps, "num": num, "max_abs": max_abs,
