@@ -32,7 +32,9 @@ class MetadataError(EdgediffError):
     """One metadata value is not allowed: names the key, the value and what is."""
 
     def __init__(self, key: str, value: Any, allowed: str):
-        shown = value if isinstance(value, str) else json.dumps(value, default=repr)
+        # a string as it is, unless it holds control characters (a message is one line)
+        shown = (value if isinstance(value, str) and value.isprintable()
+                 else json.dumps(value, default=repr))
         if len(shown) > 80:
             shown = shown[:77] + "..."
         super().__init__(f"{PREFIX}{key} = {shown} is not allowed: {allowed}")
@@ -295,7 +297,8 @@ def props_with_overrides(props: dict[str, str], overrides: dict[str, Any] | None
     given = {k.removeprefix(PREFIX): v for k, v in overrides.items()}
     unknown = sorted(set(given) - set(KEYS) - set(OPTIONAL_KEYS))
     if unknown:
-        raise EdgediffError(f"unknown metadata keys {', '.join(unknown)}; the keys are "
+        names = ", ".join(map(json.dumps, unknown))  # quoted: a key may hold anything
+        raise EdgediffError(f"unknown metadata keys {names}; the keys are "
                             f"{', '.join(KEYS + OPTIONAL_KEYS)}")
     has_any = any(k.startswith(PREFIX) for k in props)
     merged = {k: v for k, v in OVERRIDE_DEFAULTS.items() if not has_any} | given

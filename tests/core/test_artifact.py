@@ -109,6 +109,23 @@ def test_a_bad_value_is_refused_with_key_value_and_what_is_allowed(key, value, a
     assert f"{PREFIX}{key} = " in msg and allowed in msg, msg
 
 
+@pytest.mark.parametrize("key", ["parameterization", "format_version", "precision"])
+@pytest.mark.parametrize("value", ["\n", "edm\r\nfp32", "\x1b[2J"])
+def test_a_value_with_control_characters_is_shown_escaped_on_one_line(key, value):
+    """Found by the Hypothesis run below: a hand-edited '\\n' was printed raw."""
+    with pytest.raises(EdgediffError) as e:
+        ArtifactInfo.from_props({**REAL["edm"], PREFIX + key: value})
+    msg = str(e.value)
+    assert msg.isprintable(), msg
+    assert json.dumps(value) in msg
+
+
+def test_unknown_override_keys_are_quoted_on_one_line():
+    with pytest.raises(EdgediffError, match="unknown metadata keys") as e:
+        props_with_overrides(REAL["edm"], {"bad\nkey": 1})
+    assert str(e.value).isprintable()
+
+
 @pytest.mark.parametrize("mutate,allowed", [
     (lambda t: t.__setitem__(500, float("nan")), "alphas_cumprod must be"),
     (lambda t: t.__setitem__(500, t[400]), "strictly decreasing"),
