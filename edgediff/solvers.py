@@ -48,6 +48,8 @@ class Option:
             return "one of " + ", ".join(self.choices)
         if self.kind is bool:
             return "true or false"
+        if self.kind is int:
+            return f"an integer from {self.low:g} to {self.high:g}"
         hi = "inf" if self.high == math.inf else f"{self.high:g}"
         return f"a number in [{self.low:g}, {hi}]" + ("" if self.infinite_ok else ", finite")
 
@@ -58,6 +60,10 @@ class Option:
             ok = isinstance(value, str) and value in self.choices
         elif self.kind is bool:
             ok = isinstance(value, bool)
+        elif self.kind is int:
+            ok = (isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+                  and self.low <= value <= self.high)
+            value = int(value) if ok else value
         else:
             ok = (isinstance(value, int | float | np.integer | np.floating)
                   and not isinstance(value, bool | np.bool_)
@@ -88,15 +94,38 @@ S_NOISE = Option("S_noise", 1.0, 0.0, 2.0,
                  why="S_noise inflates the churn noise's std (EDM uses 1.000–1.010); far "
                      "above 1 it adds more noise than the step removes",
                  help="edm: noise inflation S_noise")
+ANCESTRAL_ETA = Option(
+    "eta", 1.0, 0.0, 1.0,
+    why="σ_up = η·σ_j·sqrt(1 − σ_j²/σ_i²) is the share of the step taken as fresh noise; "
+        "beyond 1 it would exceed σ_j",
+    help="euler_ancestral: ancestral noise η (0: Euler, 1: full ancestral step)")
+SDE_ETA = Option(
+    "eta", 1.0, 0.0, 1.0,
+    why="η scales the Langevin part of the step, e^(−ηh) (1: the reverse SDE, 0: "
+        "DPM-Solver++(2M))",
+    help="dpmpp_2m_sde: SDE strength η (0: the ODE solver dpmpp_2m)")
+IPNDM_ORDER = Option("order", 4, 1, 4, why="iPNDM's Adams–Bashforth formulas exist for orders 1–4",
+                     help="ipndm, deis, unipc: the multistep order (lower orders warm it up)")
+DEIS_ORDER = Option("order", 3, 1, 3, why="DEIS-tAB is used up to order 3 (Zhang & Chen 2023)",
+                    help=IPNDM_ORDER.help)
+UNIPC_ORDER = Option("order", 3, 1, 3, why="UniPC's B(h) predictor is defined here up to order 3",
+                     help=IPNDM_ORDER.help)
+DEIS_BASIS = Option("basis", "t", choices=("t", "log_rho"),
+                    help="deis: the variable ε is extrapolated in: t (DEIS-tAB, the schedule's "
+                         "own time) or log_rho (log σ, diffusers' DEISMultistepScheduler)")
+
 # Grid options: how the σ grid is laid out, for every solver (checked against the
 # schedule when the grid is built).
+GRID = Option("grid", "default", choices=("default", "rho", "lambda", "time"),
+              help="σ grid: the schedule's own (default), EDM's ρ-grid (rho), uniform in "
+                   "log-SNR (lambda), or uniform in the schedule's own time (time)")
 SPACING = Option("spacing", "leading", choices=("leading", "trailing", "linspace"),
-                 help="DDPM (discrete) models: timestep spacing")
+                 help="DDPM (discrete) models: timestep spacing of the default grid")
 RHO = Option("rho", 7.0, 1.0, 1000.0,
              why="ρ < 1 crowds the steps at σ_max, and toward 0.5 the σ_min end cancels to 0; "
                  "past 1000 the grid is geometric to rounding",
-             help="EDM σ grids: the ρ of Karras et al. eq 5")
-GRID_OPTIONS = (SPACING, RHO)
+             help="ρ-grids: the ρ of Karras et al. eq 5")
+GRID_OPTIONS = (GRID, SPACING, RHO)
 
 
 @dataclass(frozen=True)
@@ -113,6 +142,8 @@ class SolverSpec:
     options: tuple[Option, ...] = ()
     # pairs (a, b) of options that must satisfy a ≤ b, and why
     ordered: tuple[tuple[str, str, str], ...] = field(default=())
+    # a stochastic solver whose noise this option switches off at 0 (DDIM's η)
+    quiet_at_zero: str | None = None
 
     def nfe(self, steps: int) -> int:
         """Denoiser evaluations for ``steps`` steps."""
@@ -150,6 +181,41 @@ class SolverSpec:
         checked = self.check_options(given)
         return {o.name: checked.get(o.name, o.default) for o in self.options}
 
+    def deterministic(self, options: dict[str, Any]) -> bool:
+        """Whether a run with ``options`` draws no noise (so has a reference solution)."""
+        if not self.stochastic:
+            return True
+        if self.quiet_at_zero is None:
+            return False
+        return float(options.get(self.quiet_at_zero, self.option(self.quiet_at_zero).default)) \
+            == 0.0
+
+    def loop(self, side: str):
+        """The registered implementation: ``side`` "numpy" (the runtime) or "torch" (the
+        reference). Each side's package registers its loops when imported."""
+        try:
+            return _LOOPS[self.name, side]
+        except KeyError:
+            raise EdgediffError(f"no {side} implementation of {self.name} is registered; import "
+                                f"{'edgediff.runtime' if side == 'numpy' else 'edgediff.samplers'}"
+                                f" first") from None
+
+
+_LOOPS: dict[tuple[str, str], Any] = {}
+
+
+def implements(name: str, side: str):
+    """Register a step loop as the ``side`` ("numpy" or "torch") implementation of the
+    catalogue's solver ``name``; the spec must exist first."""
+    if side not in ("numpy", "torch"):
+        raise ValueError(f"side must be 'numpy' or 'torch', got {side!r}")
+    spec(name)
+
+    def register(fn):
+        _LOOPS[name, side] = fn
+        return fn
+    return register
+
 
 CATALOGUE: dict[str, SolverSpec] = {s.name: s for s in (
     SolverSpec("ddpm", "ancestral posterior step (Ho et al. 2020, Algorithm 2)",
@@ -161,13 +227,36 @@ CATALOGUE: dict[str, SolverSpec] = {s.name: s for s in (
                saved_on_last=1, own_time=True, default_steps=18),
     SolverSpec("edm", "EDM's stochastic sampler (Karras et al. 2022, Algorithm 2)",
                calls_per_step=2, saved_on_last=1, stochastic=True, default_steps=64,
-               options=(S_CHURN, S_TMIN, S_TMAX, S_NOISE),
+               options=(S_CHURN, S_TMIN, S_TMAX, S_NOISE), quiet_at_zero="S_churn",
                ordered=(("S_tmin", "S_tmax", "the churn window [S_tmin, S_tmax]"),)),
     SolverSpec("ddim", "DDIM(η) (Song et al. 2021, eq 12)", stochastic=True, default_steps=50,
-               options=(ETA, CLIP)),
+               options=(ETA, CLIP), quiet_at_zero="eta"),
     SolverSpec("dpmpp_2m", "DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2)", default_steps=10),
+    SolverSpec("euler_ancestral", "Euler ancestral (k-diffusion; Karras et al. 2022 σ-space)",
+               stochastic=True, default_steps=35, options=(ANCESTRAL_ETA,), quiet_at_zero="eta"),
+    SolverSpec("dpmpp_2m_sde", "DPM-Solver++(2M) SDE, midpoint (Lu et al. 2022, SDE-DPM-Solver++)",
+               stochastic=True, default_steps=20, options=(SDE_ETA,), quiet_at_zero="eta"),
+    SolverSpec("dpmpp_3m", "DPM-Solver++(3M), multistep data prediction (Lu et al. 2022)",
+               default_steps=10),
+    SolverSpec("ipndm", "improved PNDM (Zhang & Chen 2023), Adams–Bashforth in σ",
+               default_steps=10, options=(IPNDM_ORDER,)),
+    SolverSpec("deis", "DEIS-tAB (Zhang & Chen 2023), exponential-integrator multistep",
+               own_time=True, default_steps=10, options=(DEIS_ORDER, DEIS_BASIS)),
+    SolverSpec("unipc", "UniPC, B(h) = e^h − 1 (bh2), with the UniC corrector (Zhao et al. 2023)",
+               default_steps=10, options=(UNIPC_ORDER,)),
 )}
 SOLVER_NAMES = tuple(CATALOGUE)
+
+
+def options_by_name() -> dict[str, list[Option]]:
+    """Every option of the catalogue (solver and grid options), grouped by name: the
+    front ends offer one flag per name (several solvers take an ``eta``)."""
+    out: dict[str, list[Option]] = {}
+    for s in (*CATALOGUE.values(), None):
+        for opt in (s.options if s else GRID_OPTIONS):
+            if opt not in out.setdefault(opt.name, []):
+                out[opt.name].append(opt)
+    return out
 
 
 def spec(name: str) -> SolverSpec:

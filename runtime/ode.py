@@ -13,7 +13,7 @@ import numpy as np
 
 from edgediff.runtime._call import Call, Callback, Denoiser, NonFiniteOutputError, report
 from edgediff.schedules import Schedule
-from edgediff.solvers import EDM_IDENTITY, GridTable, check_sigmas
+from edgediff.solvers import EDM_IDENTITY, GridTable, check_sigmas, implements
 
 
 def _ode_derivative(call: Call, tab: GridTable, x: np.ndarray, i: int, out: np.ndarray,
@@ -27,6 +27,7 @@ def _ode_derivative(call: Call, tab: GridTable, x: np.ndarray, i: int, out: np.n
     return denoised
 
 
+@implements("euler", "numpy")
 def euler(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Schedule | None = None,
           callback: Callback = None) -> np.ndarray:
     """Euler's method on the PF-ODE (seed 003 eq 11) in the schedule's own time t;
@@ -47,6 +48,7 @@ def euler(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Schedule | Non
     raise AssertionError("unreachable: σ grids end in 0")
 
 
+@implements("heun", "numpy")
 def heun(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Schedule | None = None,
          callback: Callback = None) -> np.ndarray:
     """Heun's 2nd-order method on the PF-ODE with arbitrary σ(t), s(t)
@@ -103,6 +105,7 @@ def heun(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Schedule | None
     return denoised
 
 
+@implements("dpmpp_2m", "numpy")
 def dpmpp_2m(denoiser: Denoiser, x: np.ndarray, sigmas, *, callback: Callback = None
              ) -> np.ndarray:
     """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) in (x̂, σ), λ = −log σ:

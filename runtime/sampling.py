@@ -14,22 +14,15 @@ from edgediff.errors import EdgediffError
 from edgediff.grids import check_grid_range, settings_grid
 from edgediff.guidance import check_guidance, check_labels
 from edgediff.noise import NoiseStreams
-from edgediff.runtime import ode, stochastic
+from edgediff.runtime import multistep, ode, stochastic  # noqa: F401 (they register their loops)
 from edgediff.runtime._call import Callback, Denoiser
 from edgediff.runtime.guidance import check_guide, guided_denoiser
-from edgediff.solvers import SamplerSettings, loop_options
+from edgediff.solvers import SOLVER_NAMES, SamplerSettings, loop_options, spec
 
 log = logging.getLogger(__name__)
 
-SOLVERS = {
-    "ddpm": stochastic.ddpm,
-    "euler_maruyama": stochastic.euler_maruyama,
-    "euler": ode.euler,
-    "heun": ode.heun,
-    "edm": stochastic.edm,
-    "ddim": stochastic.ddim,
-    "dpmpp_2m": ode.dpmpp_2m,
-}
+# every catalogue solver's NumPy loop (an unregistered one fails here, at import)
+SOLVERS = {name: spec(name).loop("numpy") for name in SOLVER_NAMES}
 
 
 def sample_batch(denoiser: Denoiser, settings: SamplerSettings, sigmas: list[float],

@@ -1,4 +1,5 @@
-"""NumPy step loops, stochastic: DDPM, DDIM(η), reverse-SDE Euler–Maruyama, EDM.
+"""NumPy step loops, stochastic: DDPM, DDIM(η), reverse-SDE Euler–Maruyama, EDM,
+Euler ancestral and DPM-Solver++(2M) SDE.
 
 Same algorithms, conventions and noise draws as the torch reference
 (``edgediff.samplers``): ``noise(i)`` is called only at steps that use it, so
@@ -14,7 +15,15 @@ import numpy as np
 
 from edgediff.runtime._call import Call, Callback, Denoiser, NoiseFn, report
 from edgediff.schedules import Schedule
-from edgediff.solvers import GridTable, check_sigmas, churn_gamma, ddpm_step, loop_defaults
+from edgediff.multistep import ancestral_step
+from edgediff.solvers import (
+    GridTable,
+    check_sigmas,
+    churn_gamma,
+    ddpm_step,
+    implements,
+    loop_defaults,
+)
 
 Range = tuple[float, float] | None
 
@@ -37,6 +46,7 @@ def _add_scaled(x: np.ndarray, c: float, z: np.ndarray, tmp: np.ndarray) -> None
     x += tmp
 
 
+@implements("ddpm", "numpy")
 def ddpm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, variance: str = "small",
          clip: Range = None, callback: Callback = None) -> np.ndarray:
     """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) from σ_i to σ_j:
@@ -61,6 +71,7 @@ def ddpm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, variance:
     raise AssertionError("unreachable: σ grids end in 0")
 
 
+@implements("ddim", "numpy")
 def ddim(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, eta: float = 0.0,
          clip: Range = None, callback: Callback = None) -> np.ndarray:
     """DDIM (Song et al. 2021, eq 12) in x̂-coordinates, c = η·σ_j·sqrt(1 − σ_j²/σ_i²):
@@ -89,6 +100,7 @@ def ddim(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, eta: floa
     raise AssertionError("unreachable: σ grids end in 0")
 
 
+@implements("euler_maruyama", "numpy")
 def euler_maruyama(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Schedule,
                    noise: NoiseFn, callback: Callback = None) -> np.ndarray:
     """Euler–Maruyama on the reverse SDE (Anderson 1982; seed 003 eq 19, 23) in the
@@ -116,6 +128,7 @@ def euler_maruyama(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Sched
     raise AssertionError("unreachable: σ grids end in 0")
 
 
+@implements("edm", "numpy")
 def edm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, S_churn: float = 0.0,
         S_tmin: float = 0.0, S_tmax: float = math.inf, S_noise: float = 1.0,
         callback: Callback = None) -> np.ndarray:
@@ -152,4 +165,65 @@ def edm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, S_churn: f
         d_cur += d_prime
         d_cur *= 0.5 * (t_next - t_hat)
         x += d_cur
+    raise AssertionError("unreachable: σ grids end in 0")
+
+
+@implements("euler_ancestral", "numpy")
+def euler_ancestral(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn,
+                    eta: float = 1.0, callback: Callback = None) -> np.ndarray:
+    """Euler ancestral (k-diffusion's ``sample_euler_ancestral``): an Euler step of
+    the PF-ODE in (x̂, σ) down to σ_down, then fresh noise σ_up·z back up to σ_j
+    (``edgediff.multistep.ancestral_step``). Noise only where σ_up > 0."""
+    loop_defaults("euler_ancestral", eta=eta)
+    sigmas = check_sigmas(sigmas)
+    call = Call(denoiser, x.shape)
+    x = np.array(x, dtype=np.float64)
+    tmp = np.empty_like(x)
+    for i in range(len(sigmas) - 1):
+        call.step = i
+        sig, sig_next = sigmas[i], sigmas[i + 1]
+        denoised = call(x, sig)
+        report(callback, i, x, sig, sig_next, denoised)
+        if sig_next == 0:
+            return denoised
+        sigma_down, sigma_up = ancestral_step(sig, sig_next, eta)
+        x -= denoised  # Euler step to σ_down: x̂ + (σ_down − σ)·(x̂ − D)/σ
+        x *= sigma_down / sig
+        x += denoised
+        if sigma_up > 0:
+            _add_scaled(x, sigma_up, noise(i), tmp)
+    raise AssertionError("unreachable: σ grids end in 0")
+
+
+@implements("dpmpp_2m_sde", "numpy")
+def dpmpp_2m_sde(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn,
+                 eta: float = 1.0, callback: Callback = None) -> np.ndarray:
+    """DPM-Solver++(2M) SDE, midpoint form (Lu et al. 2022; k-diffusion's
+    ``sample_dpmpp_2m_sde``), λ = −log σ, h = λ_{i+1} − λ_i:
+    x̂' = (σ'/σ)e^{−ηh}·x̂ + (1 − e^{−(1+η)h})·(D + (D − D_old)/(2r))
+    + σ'·sqrt(1 − e^{−2ηh})·z, r = h_old/h (first step: D alone)."""
+    loop_defaults("dpmpp_2m_sde", eta=eta)
+    sigmas = check_sigmas(sigmas)
+    call = Call(denoiser, x.shape)
+    x = np.array(x, dtype=np.float64)
+    old_denoised, tmp = np.empty_like(x), np.empty_like(x)
+    h_last = None
+    for i in range(len(sigmas) - 1):
+        call.step = i
+        sig, sig_next = sigmas[i], sigmas[i + 1]
+        denoised = call(x, sig)
+        report(callback, i, x, sig, sig_next, denoised)
+        if sig_next == 0:
+            return denoised
+        h = math.log(sig / sig_next)
+        c = -math.expm1(-(1 + eta) * h)
+        x *= sig_next / sig * math.exp(-eta * h)
+        _add_scaled(x, c, denoised, tmp)
+        if h_last is not None:  # 2nd order, midpoint
+            np.subtract(denoised, old_denoised, out=old_denoised)
+            _add_scaled(x, 0.5 * c * h / h_last, old_denoised, tmp)
+        if eta > 0:
+            _add_scaled(x, sig_next * math.sqrt(-math.expm1(-2 * eta * h)), noise(i), tmp)
+        np.copyto(old_denoised, denoised)
+        h_last = h
     raise AssertionError("unreachable: σ grids end in 0")

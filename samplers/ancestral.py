@@ -1,4 +1,4 @@
-"""Ancestral samplers on a σ grid: DDPM's posterior step and DDIM(η)."""
+"""Ancestral samplers on a σ grid: DDPM's posterior step, DDIM(η), Euler ancestral."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from edgediff.samplers._common import (
     report,
     start_state,
 )
-from edgediff.solvers import ddpm_step, loop_defaults
+from edgediff.multistep import ancestral_step
+from edgediff.solvers import ddpm_step, implements, loop_defaults
 
 Range = tuple[float, float] | None
 
@@ -25,6 +26,7 @@ def clamp(denoised: torch.Tensor, clip: Range) -> torch.Tensor:
     return denoised if clip is None else denoised.clamp(clip[0], clip[1])
 
 
+@implements("ddpm", "torch")
 @torch.no_grad()
 def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, variance: str = "small",
          clip: Range = None, noise: Noise = None, generator: torch.Generator | None = None,
@@ -53,6 +55,7 @@ def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, variance: str = "small"
     raise AssertionError("unreachable: σ grids end in 0")
 
 
+@implements("ddim", "torch")
 @torch.no_grad()
 def ddim(denoiser: Denoiser, x: torch.Tensor, sigmas, *, eta: float = 0.0, clip: Range = None,
          noise: Noise = None, generator: torch.Generator | None = None,
@@ -82,4 +85,34 @@ def ddim(denoiser: Denoiser, x: torch.Tensor, sigmas, *, eta: float = 0.0, clip:
         x = clipped + math.sqrt(max(sig_next**2 - c**2, 0.0)) * eps
         if c > 0:
             x = x + c * z(i)
+    raise AssertionError("unreachable: σ grids end in 0")
+
+
+@implements("euler_ancestral", "torch")
+@torch.no_grad()
+def euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas, *, eta: float = 1.0,
+                    noise: Noise = None, generator: torch.Generator | None = None,
+                    callback: Callback = None) -> torch.Tensor:
+    """Euler ancestral (k-diffusion's ``sample_euler_ancestral``) in (x̂, σ):
+    an Euler step of the PF-ODE to σ_down, then noise σ_up·z back up to σ_j,
+
+        x̂' = x̂ + (σ_down − σ)·(x̂ − D)/σ + σ_up·z,
+
+    with (σ_down, σ_up) from ``edgediff.multistep.ancestral_step``. In σ-space this
+    is DDIM(η) step for step (a test says so). Noise only where σ_up > 0.
+    """
+    loop_defaults("euler_ancestral", eta=eta)
+    sigmas = as_sigmas(sigmas)
+    x = start_state(x)
+    z = noise_source(noise, x, generator)
+    for i in range(len(sigmas) - 1):
+        sig, sig_next = sigmas[i], sigmas[i + 1]
+        denoised = denoise(denoiser, x, sig)
+        report(callback, i, x, sig, sig_next, denoised)
+        if sig_next == 0:
+            return denoised
+        sigma_down, sigma_up = ancestral_step(sig, sig_next, eta)
+        x = x + (sigma_down - sig) * (x - denoised) / sig  # Euler step
+        if sigma_up > 0:
+            x = x + sigma_up * z(i)
     raise AssertionError("unreachable: σ grids end in 0")

@@ -16,9 +16,10 @@ from edgediff.samplers._common import (
     start_state,
 )
 from edgediff.schedules import Schedule
-from edgediff.solvers import EDM_IDENTITY
+from edgediff.solvers import EDM_IDENTITY, implements
 
 
+@implements("euler", "torch")
 @torch.no_grad()
 def euler(denoiser: Denoiser, x: torch.Tensor, sigmas, *, schedule: Schedule | None = None,
           callback: Callback = None) -> torch.Tensor:
@@ -39,6 +40,7 @@ def euler(denoiser: Denoiser, x: torch.Tensor, sigmas, *, schedule: Schedule | N
     raise AssertionError("unreachable: σ grids end in 0")
 
 
+@implements("heun", "torch")
 @torch.no_grad()
 def heun(denoiser: Denoiser, x: torch.Tensor, sigmas, *, schedule: Schedule | None = None,
          callback: Callback = None) -> torch.Tensor:
@@ -59,6 +61,7 @@ def heun(denoiser: Denoiser, x: torch.Tensor, sigmas, *, schedule: Schedule | No
     raise AssertionError("unreachable: σ grids end in 0")
 
 
+@implements("dpmpp_2m", "torch")
 @torch.no_grad()
 def dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas, *,
              callback: Callback = None) -> torch.Tensor:
