@@ -30,12 +30,19 @@ def suites() -> dict[str, dict[str, Any]]:
     return _table("bench.toml")
 
 
+def aliases() -> dict[str, str]:
+    """alias -> preset name: the names k-diffusion, A1111 and ComfyUI users search for."""
+    return {a: name for name, p in presets().items() for a in p.get("aliases", [])}
+
+
 def preset(name: str) -> tuple[str, int, dict[str, Any]]:
-    """(solver, steps, options) of a named preset."""
+    """(solver, steps, options) of a named preset (or one of its aliases)."""
     table = presets()
+    name = aliases().get(name, name)
     if name not in table:
-        raise EdgediffError(f"unknown preset {name!r}; choose one of {', '.join(table)}")
-    entry = {k: v for k, v in table[name].items() if k != "description"}
+        raise EdgediffError(f"unknown preset {name!r}; choose one of {', '.join(table)} "
+                            f"(edgediff sample --list-presets)")
+    entry = {k: v for k, v in table[name].items() if k not in ("description", "aliases")}
     return check_solver(entry.pop("solver")), int(entry.pop("steps")), entry
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from edgediff.quality import Score, reference_rms
 from edgediff.runtime import sample
 from edgediff.runtime._call import Denoiser
-from edgediff.solvers import nfe
+from edgediff.solvers import nfe, spec
 
 # a run: (label, solver, steps, options)
 Run = tuple[str, str, int, dict[str, Any]]
@@ -40,13 +40,7 @@ class Row:
 
 
 def is_deterministic(solver: str, options: dict[str, Any]) -> bool:
-    if solver in ("euler", "heun", "dpmpp_2m"):
-        return True
-    if solver == "ddim":
-        return float(options.get("eta", 0.0)) == 0.0
-    if solver == "edm":
-        return float(options.get("S_churn", 0.0)) == 0.0
-    return False
+    return spec(solver).deterministic(options)
 
 
 def timed_sample(denoiser: Denoiser, num: int, batch: int, seed: int, solver: str, steps: int,

@@ -1,6 +1,7 @@
-"""σ grids for an artifact: the schedule's own grid shaped by the grid options
-(``spacing`` for discrete schedules, ``rho`` for EDM's), and the check that a
-grid stays inside the σ range the model was trained for."""
+"""σ grids for an artifact, chosen apart from the solver: the schedule's own grid,
+EDM's ρ-grid, log-SNR-uniform or time-uniform (the grid options ``grid``,
+``spacing``, ``rho``), and the check that a grid stays inside the σ range the
+model was trained for."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgediff.errors import EdgediffError
-from edgediff.schedules import DDPM_SPACINGS, DiscreteSchedule, EDMSchedule, edm_sigmas
+from edgediff.schedules import (
+    DiscreteSchedule,
+    EDMSchedule,
+    edm_sigmas,
+    geometric_sigmas,
+    time_uniform_sigmas,
+)
 from edgediff.solvers import check_sigmas
 
 if TYPE_CHECKING:
@@ -18,28 +25,40 @@ if TYPE_CHECKING:
 SIGMA_RANGE_SLACK = 1e-6  # relative: float32 round-off at the ends of a grid
 
 
-def sigma_grid(info: ArtifactInfo, steps: int, *, spacing: str | None = None,
-               rho: float | None = None) -> np.ndarray:
-    """The artifact schedule's own σ grid with ``steps`` steps, ending in 0."""
+def sigma_grid(info: ArtifactInfo, steps: int, *, grid: str | None = None,
+               spacing: str | None = None, rho: float | None = None) -> np.ndarray:
+    """A σ grid with ``steps`` steps from the schedule's σ_max to its σ_min, ending in 0.
+
+    ``grid``: "default" (the schedule's own: EDM's ρ-grid, VP's uniform t, VE's
+    geometric σ, a DDPM model's timestep ``spacing``), "rho" (EDM's ρ-grid, eq 12,
+    on any schedule), "lambda" (uniform in log-SNR, i.e. geometric in σ) or
+    "time" (uniform in the schedule's own time t). Every solver takes every grid.
+    """
     schedule = info.schedule
-    if isinstance(schedule, DiscreteSchedule):
+    grid = grid or "default"
+    discrete = isinstance(schedule, DiscreteSchedule)
+    if spacing is not None and not (discrete and grid == "default"):
+        raise EdgediffError("spacing shapes the default grid of discrete (DDPM) schedules; this "
+                            + ("grid is " + grid if discrete else
+                               f"model's schedule is {type(schedule).__name__}"))
+    if rho is not None and not (grid == "rho" or (grid == "default"
+                                                   and isinstance(schedule, EDMSchedule))):
+        raise EdgediffError(f"rho shapes ρ-grids; ask for --grid rho (this run's grid is {grid}"
+                            f"{' on a ' + type(schedule).__name__ if grid == 'default' else ''})")
+    lo, hi = schedule.sigma_min, schedule.sigma_max
+    if grid == "default":
+        if discrete:
+            return schedule.sigmas(steps, spacing or "leading")
         if rho is not None:
-            raise EdgediffError("rho shapes EDM grids; this model has a discrete (DDPM) schedule, "
-                                "whose grid option is spacing")
-        spacing = spacing or "leading"
-        if spacing not in DDPM_SPACINGS:
-            raise EdgediffError(f"unknown spacing {spacing!r}; choose one of "
-                                f"{', '.join(DDPM_SPACINGS)}")
-        return schedule.sigmas(steps, spacing)
-    if spacing is not None:
-        raise EdgediffError("spacing applies to discrete (DDPM) schedules; this model's is "
-                            f"{type(schedule).__name__}")
-    if rho is not None:
-        if not isinstance(schedule, EDMSchedule):
-            raise EdgediffError(f"rho shapes EDM grids; this model's schedule is "
-                                f"{type(schedule).__name__}")
-        return edm_sigmas(steps, schedule.sigma_min, schedule.sigma_max, rho)
-    return schedule.sigmas(steps)
+            return edm_sigmas(steps, lo, hi, rho)
+        return schedule.sigmas(steps)
+    if grid == "rho":
+        return edm_sigmas(steps, lo, hi, 7.0 if rho is None else rho)
+    if grid == "lambda":
+        return geometric_sigmas(steps, lo, hi)
+    if grid == "time":
+        return time_uniform_sigmas(steps, schedule)
+    raise EdgediffError(f"unknown grid {grid!r}; choose one of default, rho, lambda, time")
 
 
 def check_grid_range(info: ArtifactInfo, sigmas) -> list[float]:
@@ -56,6 +75,6 @@ def check_grid_range(info: ArtifactInfo, sigmas) -> list[float]:
 
 def settings_grid(info: ArtifactInfo, settings) -> list[float]:
     """The checked σ grid that ``settings`` (a ``SamplerSettings``) samples on."""
-    grid = sigma_grid(info, settings.steps, spacing=settings.options.get("spacing"),
-                      rho=settings.options.get("rho"))
+    grid = sigma_grid(info, settings.steps, grid=settings.options.get("grid"),
+                      spacing=settings.options.get("spacing"), rho=settings.options.get("rho"))
     return check_grid_range(info, grid)

@@ -333,6 +333,17 @@ def geometric_sigmas(n: int, sigma_min: float, sigma_max: float) -> np.ndarray:
     return np.append(np.geomspace(sigma_max, sigma_min, n), 0.0)
 
 
+def time_uniform_sigmas(n: int, schedule: Schedule) -> np.ndarray:
+    """σ(t_i) for t_i uniform in the schedule's own time from σ⁻¹(σ_max) to σ⁻¹(σ_min),
+    σ_N = 0 appended: uniform σ for EDM, σ² for VE, t for VP (its own grid), the
+    timestep index for DDPM tables (fractional, log σ interpolated)."""
+    n = _check_steps(n)
+    t_hi, t_lo = (float(schedule.sigma_inv(np.float64(s)))
+                  for s in (schedule.sigma_max, schedule.sigma_min))
+    t = np.linspace(t_hi, t_lo, n) if n > 1 else np.array([t_hi])
+    return np.append(schedule.sigma(t), 0.0)
+
+
 def vp_sigmas(n: int, schedule: VPSchedule) -> np.ndarray:
     """VP's uniform time grid t_i from 1 to ε_s, mapped through σ(t), σ_N = 0 appended."""
     n = _check_steps(n)

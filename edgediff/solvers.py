@@ -111,8 +111,8 @@ DEIS_ORDER = Option("order", 3, 1, 3, why="DEIS-tAB is used up to order 3 (Zhang
 UNIPC_ORDER = Option("order", 3, 1, 3, why="UniPC's B(h) predictor is defined here up to order 3",
                      help=IPNDM_ORDER.help)
 DEIS_BASIS = Option("basis", "t", choices=("t", "log_rho"),
-                    help="deis: the variable ε is extrapolated in: t (DEIS-tAB, the schedule's "
-                         "own time) or log_rho (log σ, diffusers' DEISMultistepScheduler)")
+                    help="deis: extrapolate ε̂ in t (DEIS-tAB, the schedule's own time) or in "
+                         "log_rho (log σ, as diffusers' DEISMultistepScheduler does)")
 
 # Grid options: how the σ grid is laid out, for every solver (checked against the
 # schedule when the grid is built).

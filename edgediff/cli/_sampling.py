@@ -10,34 +10,39 @@ from typing import Any
 import click
 
 from edgediff.errors import EdgediffError
-from edgediff.solvers import (
-    CLIP,
-    ETA,
-    RHO,
-    S_CHURN,
-    S_NOISE,
-    S_TMAX,
-    S_TMIN,
-    SOLVER_NAMES,
-    SPACING,
-    VARIANCE,
-    Option,
-)
+from edgediff.solvers import SOLVER_NAMES, Option, options_by_name
 
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 
 
-def _knob(flag: str, opt: Option):
-    """A typed flag for a catalogue option: its range or choices, and its help."""
-    if opt.choices:
-        kind = click.Choice(opt.choices)
+def _flag(name: str) -> str:
+    return "--" + name.lower().replace("_", "-")
+
+
+def _knob(name: str, opts: list[Option]):
+    """One typed flag for the catalogue's options called ``name`` (several solvers may
+    take an option of one name, with their own ranges: the spec checks each)."""
+    first = opts[0]
+    helps = "; ".join(dict.fromkeys(o.help for o in opts if o.help))
+    if first.kind is bool:
+        return click.option(f"{_flag(name)}/--no-{_flag(name)[2:]}", name.lower(), default=None,
+                            help=f"{helps}. Default: the model's.")
+    if first.choices:
+        kind = click.Choice(sorted({c for o in opts for c in o.choices}))
+    elif first.kind is int:
+        kind = click.IntRange(int(min(o.low for o in opts)), int(max(o.high for o in opts)))
     else:
-        kind = click.FloatRange(opt.low, None if opt.high == math.inf else opt.high)
-    return click.option(flag, type=kind, default=None, help=opt.help + ".")
+        high = max(o.high for o in opts)
+        kind = click.FloatRange(min(o.low for o in opts), None if high == math.inf else high)
+    return click.option(_flag(name), name.lower(), type=kind, default=None, help=helps + ".")
+
+
+# flag parameter -> catalogue option name, for every option of every solver and grid
+_KNOBS = {name.lower(): name for name in options_by_name()}
 
 
 def solver_options(f):
-    """--preset/--solver/--steps and every solver knob, typed."""
+    """--preset/--solver/--steps and one typed flag per catalogue option."""
     opts = [
         click.option("--preset", default=None, metavar="NAME",
                      help="A sampler preset from configs/samplers.toml (edgediff sample "
@@ -47,16 +52,7 @@ def solver_options(f):
         click.option("--steps", type=click.IntRange(1), default=None,
                      help="Number of steps (Heun-type solvers spend 2 NFE per step, 1 on the "
                           "last)."),
-        _knob("--eta", ETA),
-        _knob("--variance", VARIANCE),
-        click.option("--clip/--no-clip", default=None,
-                     help=f"{CLIP.help}. Default: the model's."),
-        _knob("--s-churn", S_CHURN),
-        _knob("--s-tmin", S_TMIN),
-        _knob("--s-tmax", S_TMAX),
-        _knob("--s-noise", S_NOISE),
-        _knob("--rho", RHO),
-        _knob("--spacing", SPACING),
+        *(_knob(name, opts) for name, opts in options_by_name().items()),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -84,11 +80,6 @@ def backend_options(f):
     for opt in reversed(opts):
         f = opt(f)
     return f
-
-
-_KNOBS = {"eta": "eta", "variance": "variance", "clip": "clip", "s_churn": "S_churn",
-          "s_tmin": "S_tmin", "s_tmax": "S_tmax", "s_noise": "S_noise", "rho": "rho",
-          "spacing": "spacing"}
 
 
 def resolve(preset: str | None, solver: str | None, steps: int | None,

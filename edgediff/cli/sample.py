@@ -23,10 +23,14 @@ from edgediff.fileio import atomic_folder, atomic_path
 def _list_presets(ctx, _param, value):
     if not value or ctx.resilient_parsing:
         return
-    from edgediff.configs import presets
+    from edgediff.configs import preset, presets
+    from edgediff.solvers import nfe
 
+    click.echo(f"{'preset':<22}{'NFE':>5}  description (aliases)")
     for name, p in presets().items():
-        click.echo(f"{name:<16} {p.get('description', '')}")
+        solver, steps, _ = preset(name)
+        also = f" ({', '.join(p['aliases'])})" if p.get("aliases") else ""
+        click.echo(f"{name:<22}{nfe(solver, steps):>5}  {p.get('description', '')}{also}")
     ctx.exit()
 
 
