@@ -144,6 +144,9 @@ class SolverSpec:
     ordered: tuple[tuple[str, str, str], ...] = field(default=())
     # a stochastic solver whose noise this option switches off at 0 (DDIM's η)
     quiet_at_zero: str | None = None
+    # the largest total weight with which one call's rounding reaches the final
+    # sample (edgediff.tolerance, point 2): Σ over the steps that reuse one D
+    error_gain: float = 1.5
 
     def nfe(self, steps: int) -> int:
         """Denoiser evaluations for ``steps`` steps."""
@@ -237,13 +240,14 @@ CATALOGUE: dict[str, SolverSpec] = {s.name: s for s in (
     SolverSpec("dpmpp_2m_sde", "DPM-Solver++(2M) SDE, midpoint (Lu et al. 2022, SDE-DPM-Solver++)",
                stochastic=True, default_steps=20, options=(SDE_ETA,), quiet_at_zero="eta"),
     SolverSpec("dpmpp_3m", "DPM-Solver++(3M), multistep data prediction (Lu et al. 2022)",
-               default_steps=10),
+               default_steps=10, error_gain=4.0),
     SolverSpec("ipndm", "improved PNDM (Zhang & Chen 2023), Adams–Bashforth in σ",
-               default_steps=10, options=(IPNDM_ORDER,)),
+               default_steps=10, options=(IPNDM_ORDER,), error_gain=160 / 24),
     SolverSpec("deis", "DEIS-tAB (Zhang & Chen 2023), exponential-integrator multistep",
-               own_time=True, default_steps=10, options=(DEIS_ORDER, DEIS_BASIS)),
+               own_time=True, default_steps=10, options=(DEIS_ORDER, DEIS_BASIS),
+               error_gain=4.0),
     SolverSpec("unipc", "UniPC, B(h) = e^h − 1 (bh2), with the UniC corrector (Zhao et al. 2023)",
-               default_steps=10, options=(UNIPC_ORDER,)),
+               default_steps=10, options=(UNIPC_ORDER,), error_gain=4.0),
 )}
 SOLVER_NAMES = tuple(CATALOGUE)
 

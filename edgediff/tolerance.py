@@ -13,11 +13,14 @@ from what one machine printed. The argument:
    reassociation error is relative to its scaled output c_out·F: at most σ_data
    for EDM, v and x0 models, and σ·|ε̂| ≈ |x̂| for ε-prediction — within m
    either way.
-2. *Across calls.* Every step here is x̂' = a·x̂ + b·D (+ identical noise) with
-   |a|, |b| ≤ 1 (DPM-Solver++(2M)'s extrapolation and Heun's correction reach
-   1.5), so an error made at one call reaches the final sample with weight at
-   most 1.5 and errors of different calls add at most linearly. The final
-   difference is therefore at most ``1.5 · ULPS_PER_CALL · eps32 · Σ_calls m``.
+2. *Across calls.* Every step here is x̂' = a·x̂ + Σ_j b_j·D_{i−j} (+ identical
+   noise) with |a| ≤ 1. A one-step solver uses each D once with |b| ≤ 1 (Heun's
+   correction and DPM-Solver++(2M)'s extrapolation reach 1.5); a multistep solver
+   uses each D in several steps, so its error reaches the final sample with the
+   sum of its weights: the solver's ``error_gain`` in the catalogue (for iPNDM-4
+   the Adams–Bashforth weights' Σ|a_j| = 160/24 ≈ 6.7). Errors of different calls
+   add at most linearly, so the final difference is at most
+   ``error_gain · ULPS_PER_CALL · eps32 · Σ_calls m``.
 3. *What amplifies it*: the number of calls (NFE), and the size of |x̂| along
    the way — σ_max·|z| at the start, raised by EDM's churn, which adds noise
    until the state sits at t̂ = (1 + γ)·t. ``TrajectoryScale`` reads both off
@@ -41,10 +44,10 @@ ULPS_PER_CALL = 4  # ½ ulp input cast + ½ ulp output + ~3 ulps of reassociatio
 WEIGHT = 1.5  # the largest weight an update gives x̂ or D (point 2)
 
 
-def drift_bound(call_scales: float | list[float] | np.ndarray) -> float:
+def drift_bound(call_scales: float | list[float] | np.ndarray, weight: float = WEIGHT) -> float:
     """The bound of point 2 for calls whose magnitudes m are ``call_scales``
-    (a sum, or the per-call values)."""
-    return WEIGHT * ULPS_PER_CALL * EPS32 * float(np.sum(call_scales))
+    (a sum, or the per-call values); ``weight``: the solver's ``error_gain``."""
+    return weight * ULPS_PER_CALL * EPS32 * float(np.sum(call_scales))
 
 
 class TrajectoryScale:
@@ -52,8 +55,10 @@ class TrajectoryScale:
     state after EDM's churn), and turns them into ``drift_bound``. Steps seen
     more than once (several batches) keep their largest value."""
 
-    def __init__(self, calls_per_step: int = 1, data_range: tuple[float, float] = (-1.0, 1.0)):
+    def __init__(self, calls_per_step: int = 1, data_range: tuple[float, float] = (-1.0, 1.0),
+                 weight: float = WEIGHT):
         self.calls_per_step = calls_per_step
+        self.weight = weight
         self.floor = max(abs(data_range[0]), abs(data_range[1]))
         self.steps: dict[int, float] = {}
 
@@ -70,7 +75,13 @@ class TrajectoryScale:
             raise ValueError("no steps recorded: pass this object as the sampling callback")
         m = [self.steps[i] for i in sorted(self.steps)]
         per_step = [max(a, b) for a, b in zip(m, m[1:] + m[-1:], strict=True)]
-        return drift_bound(np.multiply(per_step, self.calls_per_step))
+        return drift_bound(np.multiply(per_step, self.calls_per_step), self.weight)
+
+    @classmethod
+    def for_solver(cls, spec, data_range: tuple[float, float] = (-1.0, 1.0)) -> TrajectoryScale:
+        """For a catalogue solver (``edgediff.solvers.SolverSpec``): its calls per step and
+        its error gain."""
+        return cls(spec.calls_per_step, data_range, spec.error_gain)
 
 
 def mixture_denoiser_bound(mixture, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:

@@ -22,7 +22,8 @@ from edgediff.solvers import CATALOGUE, SOLVER_NAMES, SamplerSettings
 from edgediff.tolerance import TrajectoryScale
 
 STEPS = {"ddpm": 30, "euler_maruyama": 30, "euler": 12, "heun": 8, "edm": 10, "ddim": 12,
-         "dpmpp_2m": 8}
+         "dpmpp_2m": 8, "euler_ancestral": 12, "dpmpp_2m_sde": 12, "dpmpp_3m": 12, "ipndm": 12,
+         "deis": 12, "unipc": 12}
 OPTIONS = {"edm": {"S_churn": 20.0, "S_tmin": 0.05, "S_tmax": 20.0}, "ddim": {"eta": 0.5}}
 W = 2.5
 
@@ -86,7 +87,7 @@ def test_guided_runtime_matches_the_torch_reference(artifacts, name, form, solve
     settings = SamplerSettings(solver, steps, OPTIONS.get(solver, {}))
     sigmas = runtime.sigma_grid(info, steps).tolist()
     labels = labels_for(info)
-    scale = TrajectoryScale(CATALOGUE[solver].calls_per_step, info.data_range)
+    scale = TrajectoryScale.for_solver(CATALOGUE[solver], info.data_range)
     got = runtime.sample_batch(guided_denoiser(D, labels, W, guide), settings, sigmas,
                                NoiseStreams(3, range(6), info.sample_shape), callback=scale)
     ref = reference_run(model.denoiser, info, settings, sigmas, 3, range(6), labels=labels,

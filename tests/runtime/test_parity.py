@@ -30,6 +30,13 @@ CASES = {
     "ddim": ("ddim", 20, {"eta": 0.5}),
     "ddim-clip": ("ddim", 20, {"eta": 0.0, "clip": True}),
     "dpmpp_2m": ("dpmpp_2m", 10, {}),
+    "euler_ancestral": ("euler_ancestral", 20, {"eta": 1.0}),
+    "dpmpp_2m_sde": ("dpmpp_2m_sde", 20, {"eta": 1.0}),
+    "dpmpp_3m": ("dpmpp_3m", 20, {}),
+    "ipndm": ("ipndm", 20, {"order": 4}),
+    "deis": ("deis", 20, {"order": 3}),
+    "deis-log_rho": ("deis", 20, {"basis": "log_rho"}),
+    "unipc": ("unipc", 20, {"order": 3}),
 }
 SEED, BATCH = 7, 6
 
@@ -47,7 +54,7 @@ def test_runtime_matches_torch_reference(exported, name, case):
     settings = SamplerSettings(solver, steps, options)
     sigmas = runtime.sigma_grid(D.info, steps).tolist()
     streams = NoiseStreams(SEED, range(BATCH), D.info.sample_shape)
-    scale = TrajectoryScale(CATALOGUE[solver].calls_per_step, D.info.data_range)
+    scale = TrajectoryScale.for_solver(CATALOGUE[solver], D.info.data_range)
     got = runtime.sample_batch(D, settings, sigmas, streams, callback=scale)
     ref = torch_reference(model, D.info, settings, sigmas, SEED, range(BATCH))
     err, bound = np.abs(got - ref).max(), scale.bound()
@@ -126,7 +133,7 @@ def _three_ways(D, solver, monkeypatch=None, streams=None):
     and the bound for the whole batch's trajectory."""
     if streams is not None:
         monkeypatch.setattr("edgediff.runtime.sampling.NoiseStreams", streams)
-    scale = TrajectoryScale(CATALOGUE[solver].calls_per_step, D.info.data_range)
+    scale = TrajectoryScale.for_solver(CATALOGUE[solver], D.info.data_range)
     common = dict(seed=3, solver=solver, steps=12, options=OPTIONS.get(solver, {}))
     whole = runtime.sample(D, 7, batch=7, callback=scale, **common)
     split = runtime.sample(D, 7, batch=3, **common)

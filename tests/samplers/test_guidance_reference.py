@@ -62,7 +62,7 @@ def test_runtime_guidance_matches_the_torch_reference(solver, steps, options, w)
     sigmas = runtime.sigma_grid(info, steps).tolist()
     k = 2
     G = Guided(Labelled(k, info), Labelled(NULL, info), w)
-    scale = TrajectoryScale(CATALOGUE[solver].calls_per_step, info.data_range)
+    scale = TrajectoryScale.for_solver(CATALOGUE[solver], info.data_range)
     got = runtime.sample_batch(G, settings, sigmas, NoiseStreams(5, range(6), (2,)),
                                callback=scale)
     streams = NoiseStreams(5, range(6), (2,))
