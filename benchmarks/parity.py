@@ -35,6 +35,12 @@ RUNS = [  # solver, steps, options
     ("ddim", 50, {"eta": 1.0}),
     ("ddim", 50, {"eta": 0.0, "clip": True}),
     ("dpmpp_2m", 10, {}),
+    ("euler_ancestral", 30, {"eta": 1.0}),
+    ("dpmpp_2m_sde", 20, {"eta": 1.0}),
+    ("dpmpp_3m", 10, {}),
+    ("ipndm", 10, {"order": 4}),
+    ("deis", 10, {"order": 3}),
+    ("unipc", 10, {"order": 3}),
 ]
 
 

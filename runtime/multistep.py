@@ -69,7 +69,7 @@ def dpmpp_3m(denoiser: Denoiser, x: np.ndarray, sigmas, *, callback: Callback = 
             return denoised
         hist.push(denoised)
         h = math.log(sig / sig_next)
-        w = dpmpp_3m_weights(h, *(hs + [None, None])[:2])
+        w = dpmpp_3m_weights(h, *[*hs, None, None][:2])
         x *= sig_next / sig
         _combine(x, w, hist.items, tmp)
         hs.insert(0, h)

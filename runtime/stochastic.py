@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 
+from edgediff.multistep import ancestral_step
 from edgediff.runtime._call import Call, Callback, Denoiser, NoiseFn, report
 from edgediff.schedules import Schedule
-from edgediff.multistep import ancestral_step
 from edgediff.solvers import (
     GridTable,
     check_sigmas,

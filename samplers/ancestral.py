@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from edgediff.multistep import ancestral_step
 from edgediff.samplers._common import (
     Callback,
     Denoiser,
@@ -16,7 +17,6 @@ from edgediff.samplers._common import (
     report,
     start_state,
 )
-from edgediff.multistep import ancestral_step
 from edgediff.solvers import ddpm_step, implements, loop_defaults
 
 Range = tuple[float, float] | None

@@ -40,7 +40,7 @@ def dpmpp_3m(denoiser: Denoiser, x: torch.Tensor, sigmas, *,
             return denoised
         Ds = [denoised, *Ds][:3]
         h = math.log(sig / sig_next)
-        w = dpmpp_3m_weights(h, *(hs + [None, None])[:2])
+        w = dpmpp_3m_weights(h, *[*hs, None, None][:2])
         x = (sig_next / sig) * x + sum(w_j * D_j for w_j, D_j in zip(w, Ds, strict=False))
         hs = [h, *hs]
     raise AssertionError("unreachable: σ grids end in 0")

@@ -149,7 +149,7 @@ def test_edgediff_matches_diffusers(case, keep_float64, monkeypatch):
 
 def test_edgediff_dpmpp_3m_is_not_diffusers_variant(keep_float64, monkeypatch):
     """The one designed difference is real: without d2_weight = 1 the runs part."""
-    cls, config, solver, options = CASES["dpmpp-3m"]
+    cls, config, solver, _ = CASES["dpmpp-3m"]
     sched = promoted(cls(**TABLE, prediction_type="sample", **config))
     sched.set_timesteps(STEPS)
     promoted(sched)
