@@ -55,6 +55,7 @@ def suite_runs(name: str) -> tuple[list[tuple[str, str, int, dict[str, Any]]], i
     runs = [(p, *preset(p)) for p in entry.get("presets", [])]
     for solver in entry.get("solvers", []):
         for n in entry.get("nfe", []):
-            steps = steps_for_nfe(solver, n)
-            runs.append((f"{solver}-{steps}", solver, steps, {}))
+            steps = steps_for_nfe(solver, n)  # Heun-type: NFE 4 and 5 are both 3 steps
+            if (f"{solver}-{steps}", solver, steps, {}) not in runs:
+                runs.append((f"{solver}-{steps}", solver, steps, {}))
     return runs, entry.get("num")

@@ -38,8 +38,8 @@ def sigma_grid(info: ArtifactInfo, steps: int, *, grid: str | None = None,
     grid = grid or "default"
     discrete = isinstance(schedule, DiscreteSchedule)
     if spacing is not None and not (discrete and grid == "default"):
-        raise EdgediffError("spacing shapes the default grid of discrete (DDPM) schedules; this "
-                            + ("grid is " + grid if discrete else
+        raise EdgediffError("spacing applies to discrete (DDPM) schedules' default grid; this "
+                            + (f"run's grid is {grid}" if discrete else
                                f"model's schedule is {type(schedule).__name__}"))
     if rho is not None and not (grid == "rho" or (grid == "default"
                                                    and isinstance(schedule, EDMSchedule))):

@@ -153,6 +153,10 @@ def test_demo_runs_end_to_end(tmp_path):
     (["sample", "{digits}", "--preset", "turbo"], "unknown preset 'turbo'; choose one of"),
     (["sample", "{digits}", "--steps", "-3"], "-3 is not in the range x>=1"),
     (["sample", "{digits}", "--solver", "heun", "--eta", "1"], "heun takes no option eta"),
+    (["sample", "{digits}", "--solver", "unipc", "--order", "4"],
+     "unipc: order = 4 is not allowed; it takes an integer from 1 to 3"),
+    (["sample", "{digits}", "--solver", "deis", "--basis", "poly"], "'poly' is not one of"),
+    (["sample", "{digits}", "--grid", "lambda", "--rho", "3"], "rho shapes ρ-grids"),
     (["sample", "{digits}", "-o", "/proc/edgediff-out"], "cannot create the output folder"),
     (["bench", "{digits}", "--solvers", "euler,rk4"], "unknown solver 'rk4'"),
     (["bench", "{digits}", "--suite", "huge"], "unknown bench suite 'huge'"),
@@ -172,6 +176,38 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(artifacts, tmp_path, args, me
     assert "Traceback" not in r.output
     assert r.output.count("Error") == 1
     assert set(tmp_path.iterdir()) == before
+
+
+def test_presets_list_their_nfe_and_answer_to_their_aliases(artifacts, tmp_path):
+    from edgediff.configs import preset, presets
+    from edgediff.solvers import nfe
+
+    r = run("sample", "--list-presets")
+    assert r.exit_code == 0, r.output
+    rows = {line.split()[0]: line for line in r.output.splitlines()[1:]}
+    assert set(rows) == set(presets())
+    for name in presets():
+        solver, steps, _ = preset(name)
+        assert rows[name].split()[1] == str(nfe(solver, steps))
+    assert "DPM++ 2M Karras" in rows["dpmpp-2m-10"]
+    by_alias = run("sample", artifacts["digits"], "--preset", "DPM++ 2M Karras", "--num", 4,
+                   "-o", tmp_path / "a")
+    by_name = run("sample", artifacts["digits"], "--preset", "dpmpp-2m-10", "--num", 4,
+                  "-o", tmp_path / "b")
+    assert by_alias.exit_code == 0 and by_name.exit_code == 0, by_alias.output
+    a, b = (np.load(tmp_path / d / "samples.npz")["samples"] for d in "ab")
+    assert np.array_equal(a, b)
+
+
+def test_sample_takes_the_grid_and_the_new_solvers_options(artifacts, tmp_path):
+    for i, args in enumerate([("--solver", "unipc", "--order", 2, "--grid", "lambda"),
+                              ("--solver", "deis", "--basis", "log_rho", "--grid", "time"),
+                              ("--solver", "euler_ancestral", "--eta", 0.5)]):
+        r = run("sample", artifacts["digits"], *args, "--steps", 6, "--num", 4,
+                "-o", tmp_path / str(i))
+        assert r.exit_code == 0, r.output
+        settings = np.load(tmp_path / str(i) / "samples.npz", allow_pickle=False)
+        assert np.all(np.isfinite(settings["samples"]))
 
 
 @pytest.mark.parametrize("name", sorted(_COMMANDS))

@@ -64,6 +64,21 @@ class Exploding:
         return out
 
 
+@pytest.mark.parametrize("solver", list(runtime.SOLVERS))
+def test_every_solver_runs_on_every_grid(exported, solver):
+    """Grids are chosen apart from the solver: each pairing samples, and each grid
+    gives a different run."""
+    _, path = exported["digits"]
+    D = runtime.load(path, threads=1)
+    runs = {grid: runtime.sample(D, 2, solver=solver, steps=6, options={"grid": grid})
+            for grid in ("default", "rho", "lambda", "time")}
+    for grid, x in runs.items():
+        assert np.all(np.isfinite(x)) and x.std() > 0.05, grid
+    assert np.array_equal(runs["default"], runs["rho"])  # EDM's own grid is the ρ-grid
+    assert not np.allclose(runs["rho"], runs["lambda"])
+    assert not np.allclose(runs["rho"], runs["time"])
+
+
 @pytest.mark.parametrize("value", [np.inf, np.nan])
 @pytest.mark.parametrize("solver", list(runtime.SOLVERS))
 def test_a_non_finite_denoiser_output_stops_sampling_with_step_and_sigma(exported, solver, value):
