@@ -130,8 +130,12 @@ def test_a_demo_that_fails_after_exporting_leaves_nothing(tmp_path, monkeypatch)
 def _interrupt(args: list, parent: Path, after: float) -> subprocess.CompletedProcess:
     """Start ``edgediff args``, wait until its temporary output folder exists (and
     ``after`` seconds more), then press Ctrl-C (SIGINT)."""
+    # A process started in the background without job control inherits SIGINT as
+    # ignored (and Python then keeps it ignored): give the child the default, as a
+    # terminal would, so the test does not depend on how pytest itself was started.
     proc = subprocess.Popen([EXE, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not any(p.name.startswith(".") for p in parent.iterdir()):
         assert proc.poll() is None, proc.communicate()
@@ -140,7 +144,12 @@ def _interrupt(args: list, parent: Path, after: float) -> subprocess.CompletedPr
     time.sleep(after)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # leave no orphan behind a failed test
+        proc.communicate()
+        raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
