@@ -27,6 +27,33 @@ def _ints(text: str | None, what: str) -> list[int]:
     return values
 
 
+def _value(text: str):
+    """An option value as TOML would read it: integer, float, true/false or a word."""
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_solver(text: str) -> tuple[str, dict]:
+    """``name`` or ``name:option=value[:option=value…]`` (e.g. ``unipc:order=2``)."""
+    name, *pairs = text.strip().split(":")
+    if name not in SOLVER_NAMES:
+        raise EdgediffError(f"unknown solver {name!r}; choose from {', '.join(SOLVER_NAMES)}")
+    options = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise EdgediffError(f"--solvers: {text!r}: options go as name:option=value, e.g. "
+                                f"unipc:order=2")
+        options[key] = _value(value)
+    return name, options
+
+
 def plan_runs(suite, solvers, steps, nfe_list):
     """(runs, suite's sample count) from a suite or from --solvers × --steps/--nfe."""
     if suite:
@@ -35,19 +62,18 @@ def plan_runs(suite, solvers, steps, nfe_list):
         from edgediff.configs import suite_runs
 
         return suite_runs(suite)
-    names = [s.strip() for s in (solvers or "euler,heun,dpmpp_2m").split(",") if s.strip()]
-    for name in names:
-        if name not in SOLVER_NAMES:
-            raise EdgediffError(f"unknown solver {name!r}; choose from {', '.join(SOLVER_NAMES)}")
+    chosen = [parse_solver(s) for s in (solvers or "euler,heun,dpmpp_2m").split(",")
+              if s.strip()]
     step_list, nfes = _ints(steps, "--steps"), _ints(nfe_list, "--nfe")
     if step_list and nfes:
         raise EdgediffError("give --steps or --nfe, not both")
     if not step_list and not nfes:
         nfes = [5, 9, 19, 35]
     runs = []
-    for name in names:
-        for n in step_list or [steps_for_nfe(name, n) for n in nfes]:
-            runs.append((f"{name}-{n}", name, n, {}))
+    for name, options in chosen:
+        tag = "".join(f"({k}={v})" for k, v in options.items())
+        for n in dict.fromkeys(step_list or [steps_for_nfe(name, n) for n in nfes]):
+            runs.append((f"{name}{tag}-{n}", name, n, options))
     return runs, None
 
 
@@ -117,7 +143,9 @@ def _write(folder: Path, rows, meta) -> list[Path]:
 @click.option("--suite", default=None, metavar="NAME",
               help="A bench suite from configs/bench.toml (quick, study, stochastic).")
 @click.option("--solvers", default=None, metavar="A,B,…",
-              help="Comma-separated solvers [default: euler,heun,dpmpp_2m].")
+              help="Comma-separated solvers, each optionally with options as "
+                   "name:option=value (unipc:order=2, deis:basis=log_rho:grid=lambda) "
+                   "[default: euler,heun,dpmpp_2m].")
 @click.option("--steps", default=None, metavar="N,M,…", help="Step counts to run each solver at.")
 @click.option("--nfe", "nfe_list", default=None, metavar="N,M,…",
               help="Denoiser-call budgets instead of steps (equal-cost comparisons) "
@@ -157,6 +185,7 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
       edgediff bench digits.onnx --suite quick
       edgediff bench mixture.onnx --solvers heun,dpmpp_2m --nfe 5,9,19 --num 2000
       edgediff bench digits.onnx --solvers ddpm,ddim --steps 50,250 --threads 2
+      edgediff bench digits.onnx --solvers unipc:order=2,ipndm:order=3,dpmpp_3m --nfe 5,10
       edgediff bench digits-cond.onnx --solvers heun --nfe 35 --guidance 0,1,2,3,4
     """
     runs, suite_num = plan_runs(suite, solvers, steps, nfe_list)
