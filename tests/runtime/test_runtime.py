@@ -277,7 +277,7 @@ def test_metadata_overrides_describe_a_foreign_onnx_file(tmp_path):
     samples = runtime.sample(D, 500, seed=0)
     # the data are N(0, I): the PF-ODE maps N(0, (1+σ_max²)I) onto them
     assert abs(samples.std() - 1.0) < 0.1
-    with pytest.raises(EdgediffError, match="unknown metadata keys colour"):
+    with pytest.raises(EdgediffError, match="unknown metadata keys \"colour\""):
         runtime.load(path, metadata={**meta, "colour": "blue"})
     with pytest.raises(EdgediffError, match=r"lacks the metadata edgediff\.sample_shape"):
         runtime.load(path, metadata={k: v for k, v in meta.items() if k != "sample_shape"})
