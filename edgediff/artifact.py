@@ -19,12 +19,13 @@ from edgediff.schedules import Schedule, schedule_from_dict
 
 PREFIX = "edgediff."
 FORMAT_VERSION = 2  # 2: optional ``conditioning`` (class labels, guidance); 1 still loads
-OPTIONAL_KEYS = ("reference", "conditioning")
+OPTIONAL_KEYS = ("reference", "conditioning", "calibration")
 KEYS = ("format_version", "parameterization", "schedule", "sigma_min", "sigma_max",
         "sigma_data", "sample_shape", "data_range", "source_sha256", "default_sampler",
         "precision")
 PARAMETERIZATIONS = ("edm", "vp", "ve", "epsilon", "v_prediction", "sample", "analytic")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIBRATION_METHODS = ("trajectory", "noise", "single_sigma")
 REFERENCE_KINDS = ("dataset", "gaussian_mixture")
 
 
@@ -136,6 +137,7 @@ class ArtifactInfo:
     precision: str
     reference: dict[str, Any] | None = None  # what quality is measured against (optional)
     conditioning: dict[str, Any] | None = None  # class-conditional graphs (optional, format 2)
+    calibration: dict[str, Any] | None = None  # int8 graphs: how they were calibrated (optional)
 
     def __post_init__(self):
         _choice("parameterization", self.parameterization, PARAMETERIZATIONS)
@@ -154,6 +156,11 @@ class ArtifactInfo:
             self._check_reference()
         if self.conditioning is not None:
             self._check_conditioning()
+        if self.calibration is not None:
+            c = self.calibration
+            if not isinstance(c, dict) or c.get("method") not in CALIBRATION_METHODS:
+                raise MetadataError("calibration", c, 'a JSON object whose "method" is one of '
+                                    + ", ".join(CALIBRATION_METHODS))
 
     def _check_default_sampler(self) -> None:
         """The default sampler must be one this build runs, on a grid inside the
@@ -234,6 +241,8 @@ class ArtifactInfo:
             values["reference"] = json.dumps(self.reference)
         if self.conditioning is not None:
             values["conditioning"] = json.dumps(self.conditioning)
+        if self.calibration is not None:
+            values["calibration"] = json.dumps(self.calibration)
         return {PREFIX + k: v for k, v in values.items()}
 
     @classmethod
@@ -256,7 +265,9 @@ class ArtifactInfo:
             raise EdgediffError(f"{where} lacks the metadata {names}")
         try:
             _version(mine["format_version"])
-            reference = conditioning = None
+            reference = conditioning = calibration = None
+            if "calibration" in mine:
+                calibration = _json("calibration", mine["calibration"], dict, "a JSON object")
             if "reference" in mine:
                 reference = _json("reference", mine["reference"], dict, "a JSON object")
             if "conditioning" in mine:
@@ -276,6 +287,7 @@ class ArtifactInfo:
                 precision=mine["precision"],
                 reference=reference,
                 conditioning=conditioning,
+                calibration=calibration,
             )
         except EdgediffError as e:
             raise EdgediffError(f"{where}: {e}") from None

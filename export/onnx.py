@@ -10,6 +10,7 @@ interrupted export leaves nothing at the output path.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import warnings
@@ -22,6 +23,7 @@ from torch import nn
 from edgediff.artifact import ArtifactInfo
 from edgediff.compare import VALIDATION_BATCHES, Validation, compare
 from edgediff.errors import EdgediffError, missing_extra
+from edgediff.export.quantize import INT8_TOLERANCE
 from edgediff.fileio import atomic_path
 from edgediff.models.checkpoint import LoadedModel
 
@@ -143,8 +145,9 @@ FP16_SAMPLE_TOLERANCE = 0.05  # end to end, max abs, in units of the data's half
 
 def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opset: int = 17,
                 force: bool = False, validate: bool = True, atol: float | None = None,
-                rtol: float | None = None, fp16: bool = False, guidance: bool = False
-                ) -> Validation | None:
+                rtol: float | None = None, fp16: bool = False, guidance: bool = False,
+                int8: bool = False, calibration: int = 64, calibration_method: str = "trajectory",
+                int8_tolerance: float | None = None):
     """Export, check, validate, then move into place. Returns the validation figures.
 
     ``fp16`` runs the network in half precision while the preconditioning
@@ -157,6 +160,12 @@ def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opse
     A class-conditional model's graph also takes ``class_labels`` (int64 [B]);
     ``guidance`` adds a ``guidance`` input (float32 [B]) and doubles the batch
     inside, so classifier-free guidance is one launch per step.
+
+    ``int8`` writes a QDQ graph instead (``edgediff.export.quantize``): the float32
+    export, validated as usual, is calibrated on ``calibration`` samples of its
+    own default sampler and quantized; the int8 graph must stay within
+    ``int8_tolerance`` of it (RMS per σ over the range, in units of the data's
+    half range) and end to end, or the export is refused with the numbers.
     """
     try:
         import onnx
@@ -167,6 +176,8 @@ def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opse
         raise EdgediffError(f"opset {opset} is too old; edgediff exports opset 17 or newer")
     if out.exists() and not force:
         raise EdgediffError(f"{out} exists; pass --force to overwrite it")
+    if int8:
+        _check_int8(model, fp16, calibration, int8_tolerance)
     default_tol = FP16_TOLERANCE if fp16 else 1e-4
     atol = default_tol if atol is None else atol
     rtol = default_tol if rtol is None else rtol
@@ -196,7 +207,103 @@ def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opse
             log.info("%s", result)
             if not result.ok:
                 raise EdgediffError(f"export failed validation: {result}")
+        if int8:
+            result = _quantize_in_place(tmp, model, info, calibration, calibration_method,
+                                        INT8_TOLERANCE if int8_tolerance is None
+                                        else int8_tolerance)
     return result
+
+
+def _check_int8(model: LoadedModel, fp16: bool, calibration, tolerance) -> None:
+    if fp16:
+        raise EdgediffError("--int8 and --fp16 are two precisions for one graph; choose one")
+    network = getattr(model.denoiser, "model", None)
+    if network is None or not any(p.is_floating_point() for p in network.parameters()):
+        raise EdgediffError("this model has no network weights to quantize (the analytic "
+                            "mixture is exact arithmetic); export it without --int8")
+    if isinstance(calibration, bool) or not isinstance(calibration, int) or calibration < 1:
+        raise EdgediffError(f"--calibration takes a number of samples ≥ 1, got {calibration!r}")
+    if tolerance is not None and not (tolerance > 0 and np.isfinite(tolerance)):
+        raise EdgediffError(f"--int8-tolerance must be a positive number, got {tolerance!r}")
+
+
+def _quantize_in_place(path: Path | str, model: LoadedModel, info: ArtifactInfo, num: int,
+                       method: str, tolerance: float) -> Int8Validation:
+    """Replace the float32 graph at ``path`` by its calibrated QDQ graph, or refuse."""
+    import dataclasses
+    import os
+
+    import onnx
+
+    from edgediff.export.quantize import calibration_inputs, quantize, sweep_error
+
+    path = Path(path)
+    fp32 = path.with_name(path.name + ".fp32.onnx")
+    qdq = path.with_name(path.name + ".int8.onnx")
+    try:
+        os.replace(path, fp32)
+        calls = calibration_inputs(fp32, info, num, method)
+        kept = quantize(fp32, qdq, calls)
+        provenance = {"method": method, "samples": num, "calls": len(calls), "seed": 0,
+                      "sampler": info.default_sampler, "tool": "onnxruntime.quantization "
+                      "quantize_static QDQ, per-channel symmetric int8 weights, uint8 "
+                      "activations, MinMax", "float32_nodes": kept}
+        int8_info = dataclasses.replace(info, precision="int8", calibration=provenance)
+        proto = onnx.load(str(qdq))
+        del proto.metadata_props[:]
+        for key, value in int8_info.to_props().items():
+            proto.metadata_props.add(key=key, value=value)
+        proto.producer_name = "edgediff"
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(qdq))
+        half_range = (info.data_range[1] - info.data_range[0]) / 2
+        result = Int8Validation(sweep_error(qdq, fp32, int8_info), tolerance * half_range,
+                                len(calls), method)
+        e2e = sampling_check(qdq, model.denoiser.float().eval(), int8_info)
+        e2e["limit"] = tolerance * half_range
+        result.end_to_end = e2e
+        log.info("%s", result)
+        if not result.ok:
+            raise EdgediffError(f"the int8 graph is too far from float32: {result}; calibrate "
+                                f"on more samples (--calibration), or accept it knowingly "
+                                f"with a larger --int8-tolerance")
+        os.replace(qdq, path)
+        return result
+    finally:
+        fp32.unlink(missing_ok=True)
+        qdq.unlink(missing_ok=True)
+
+
+@dataclasses.dataclass
+class Int8Validation:
+    """The int8 graph against the float32 one: RMS per σ over the model's range, and
+    end to end (final samples of the default sampler vs the float32 torch model)."""
+
+    sweep: list[tuple[float, float]]  # (σ, RMS of int8 − fp32)
+    limit: float
+    calls: int
+    method: str
+    end_to_end: dict | None = None
+
+    @property
+    def worst(self) -> tuple[float, float]:
+        return max(self.sweep, key=lambda p: p[1])
+
+    @property
+    def ok(self) -> bool:
+        e2e = self.end_to_end
+        return self.worst[1] <= self.limit and (e2e is None or e2e["rms"] <= e2e["limit"])
+
+    def __str__(self) -> str:
+        sigma, rms = self.worst
+        text = (f"int8 vs float32 over 12 σ from {self.sweep[0][0]:g} to {self.sweep[-1][0]:g}: "
+                f"worst RMS {rms:.3g} at σ = {sigma:.3g} (limit {self.limit:g}); calibrated "
+                f"on {self.calls} calls ({self.method})")
+        if self.end_to_end:
+            text += ("; end to end, {num} samples of {solver} {steps} steps vs the float32 "
+                     "model: RMS {rms:.3g} (limit {limit:g}), max abs {max_abs:.3g}"
+                     .format(**self.end_to_end))
+        return text
 
 
 def _half_network(model: LoadedModel) -> nn.Module:

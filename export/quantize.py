@@ -1,0 +1,184 @@
+"""INT8 export: a QDQ graph calibrated on the model's own sampling trajectories.
+
+The float32 graph is quantized with ONNX Runtime's static quantization
+(``onnxruntime.quantization.quantize_static``, QDQ format): Conv, Gemm and MatMul
+get per-channel symmetric int8 weights and uint8 activations whose ranges come
+from calibration inputs. Everything else stays float32, by op type: the
+preconditioning (c_skip, c_out, c_in and the σ → c_noise map are Mul/Div/Add/Log
+nodes), normalisation, attention's Einsum and softmax. By name, the noise (and
+label) embedding stays float32 too: its Gemms turn one scalar per sample into the
+features every block is modulated by, and their range spans σ_min … σ_max
+(``KEEP_FLOAT``). One QDQ file serves ONNX Runtime and TensorRT (explicit
+quantization).
+
+Diffusion networks see different activations at every noise level, so the
+calibration inputs are what the network sees while sampling: the fp32 graph is
+run through its default sampler and every denoiser call's (x̂, σ[, labels]) is
+recorded, σ_max … σ_min (PTQ4DM, Q-Diffusion). Two alternatives exist for
+comparison (``benchmarks/int8_quality.py``): pure noise at log-uniform random σ,
+and the trajectories' inputs at a single σ.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from edgediff.artifact import CALIBRATION_METHODS, ArtifactInfo
+from edgediff.errors import EdgediffError, missing_extra
+
+log = logging.getLogger(__name__)
+
+QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
+# node-name fragments kept float32: EDM-style noise/label embeddings (map_noise,
+# map_label, map_augment) and diffusers' time and class embeddings
+KEEP_FLOAT = ("map_noise", "map_label", "map_augment", "time_proj", "time_embedding",
+              "class_embedding")
+INT8_TOLERANCE = 0.1  # RMS of int8 − fp32 per σ of the sweep, in units of the data's half range
+
+
+def calibration_inputs(path: str | Path, info: ArtifactInfo, num: int, method: str = "trajectory",
+                       seed: int = 0, batch: int = 16) -> list[dict[str, np.ndarray]]:
+    """The graph inputs to calibrate on, one dict per denoiser call.
+
+    "trajectory": every call of the default sampler on ``num`` samples (seed
+    ``seed``), σ_max … σ_min. "noise": as many calls of pure noise, x̂ = σ·z with
+    σ log-uniform over the model's range. "single_sigma": the trajectory calls at
+    the one grid σ nearest σ_data, repeated to the same count."""
+    from edgediff import runtime
+
+    if method not in CALIBRATION_METHODS:
+        raise EdgediffError(f"unknown calibration method {method!r}; choose one of "
+                            f"{', '.join(CALIBRATION_METHODS)}")
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise EdgediffError(f"--calibration takes a number of samples ≥ 1, got {num!r}")
+    D = runtime.load(path)
+    recorder = _Recorder(D)
+    labels = None
+    if info.num_classes:  # every class and the null label, in turn
+        labels = np.arange(num) % (info.num_classes + 1)
+        labels[labels == info.num_classes] = info.null_label
+    runtime.sample(recorder, num, seed=seed, batch=min(batch, num), labels=labels)
+    calls = recorder.calls
+    if method == "noise":
+        rng = np.random.default_rng(seed)
+        out = []
+        for call in calls:
+            n = len(call["sigma"])
+            sigma = np.exp(rng.uniform(np.log(info.sigma_min), np.log(info.sigma_max), n))
+            x = sigma.reshape(-1, *[1] * len(info.sample_shape)) * rng.standard_normal(
+                (n, *info.sample_shape))
+            out.append({**call, "x": x.astype(np.float32), "sigma": sigma.astype(np.float32)})
+        calls = out
+    elif method == "single_sigma":
+        sigmas = np.array([float(c["sigma"][0]) for c in calls])
+        one = float(sigmas[np.argmin(np.abs(np.log(sigmas / info.sigma_data)))])
+        chosen = [c for c in calls if float(c["sigma"][0]) == one]
+        calls = [chosen[i % len(chosen)] for i in range(len(calls))]
+    for call in calls:
+        if not all(np.all(np.isfinite(v)) for v in call.values()):
+            raise EdgediffError("calibration produced non-finite inputs; the float32 model "
+                                "itself returns NaN/Inf ('edgediff check' it)")
+    return calls
+
+
+class _Recorder:
+    """A denoiser that records each call's inputs (copies) and passes it on."""
+
+    def __init__(self, inner):
+        self.inner, self.info = inner, inner.info
+        self.calls: list[dict[str, np.ndarray]] = []
+
+    def __call__(self, x, sigma, **extra):
+        self.calls.append({"x": np.array(x, np.float32), "sigma": np.array(sigma, np.float32),
+                           **{k: np.array(v) for k, v in extra.items() if v is not None}})
+        return self.inner(x, sigma, **extra)
+
+
+class _Reader:
+    """onnxruntime.quantization's CalibrationDataReader over recorded calls."""
+
+    def __init__(self, calls: list[dict[str, np.ndarray]], names: list[str]):
+        self._calls, self._names = calls, names
+        self._it: Iterator = iter(calls)
+
+    def get_next(self):
+        call = next(self._it, None)
+        return None if call is None else {k: v for k, v in call.items() if k in self._names}
+
+    def rewind(self):
+        self._it = iter(self._calls)
+
+
+def kept_float(path: str | Path) -> list[str]:
+    """The quantizable nodes (by op type) that stay float32 by name (``KEEP_FLOAT``)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n.name for n in graph.node
+            if n.op_type in QUANTIZED_OPS and any(k in n.name for k in KEEP_FLOAT)]
+
+
+def quantize(fp32: str | Path, out: str | Path, calls: list[dict[str, np.ndarray]]) -> list[str]:
+    """Write the QDQ graph of ``fp32`` calibrated on ``calls``; returns the nodes kept
+    float32 by name. Metadata travels with the graph; the caller rewrites it."""
+    try:
+        import onnx
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise missing_extra("onnxruntime", "cpu") from None
+    pre = Path(out).with_name(Path(out).name + ".pre.onnx")
+    try:
+        # ONNX Runtime's pre-processing: graph optimisation and ONNX shape inference
+        # (its symbolic shape inference cannot follow the σ-map and batch-doubling nodes)
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        names = [i.name for i in onnx.load(str(pre), load_external_data=False).graph.input]
+        keep = kept_float(pre)
+        # per-channel symmetric int8 weights, uint8 activations (the U8S8 pair x86 VNNI
+        # and ARM dot-product kernels run), MinMax ranges over every call
+        quantize_static(str(pre), str(out), _Reader(calls, names), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=keep, calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"WeightSymmetric": True})
+    finally:
+        pre.unlink(missing_ok=True)
+    scales = [onnx.numpy_helper.to_array(t) for t in onnx.load(str(out)).graph.initializer
+              if t.name.endswith("_scale")]
+    if not scales or not all(np.all(np.isfinite(s)) and np.all(s > 0) for s in scales):
+        raise EdgediffError("calibration produced non-finite or zero quantization ranges; "
+                            "calibrate on more samples (--calibration) or export without --int8")
+    return keep
+
+
+def sweep_error(int8: str | Path, fp32: str | Path, info: ArtifactInfo, per_sigma: int = 32,
+                seed: int = 0) -> list[tuple[float, float]]:
+    """(σ, RMS of int8 − fp32) at 12 log-spaced σ over the model's range, on
+    x̂ = data-scale signal + σ·noise (every class and the null label in turn)."""
+    from edgediff.compare import validation_extras
+    from edgediff.runtime.ort import OrtDenoiser
+
+    a, b = OrtDenoiser(int8), OrtDenoiser(fp32)
+    rng = np.random.default_rng(seed)
+    out = []
+    for sigma in np.geomspace(info.sigma_min, info.sigma_max, 12):
+        x = (rng.standard_normal((per_sigma, *info.sample_shape)) * info.sigma_data
+             + sigma * rng.standard_normal((per_sigma, *info.sample_shape))).astype(np.float32)
+        s = np.full(per_sigma, sigma, np.float32)
+        extra = validation_extras(info, per_sigma, seed)
+        extra.pop("guidance", None)
+        if info.guidance_input:
+            extra["guidance"] = np.full(per_sigma, 1.0, np.float32)
+        got = np.array(a(x, s, **extra), np.float64)
+        ref = np.array(b(x, s, **extra), np.float64)
+        out.append((float(sigma), float(np.sqrt(np.mean((got - ref) ** 2)))))
+    return out
