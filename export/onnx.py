@@ -147,7 +147,7 @@ def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opse
                 force: bool = False, validate: bool = True, atol: float | None = None,
                 rtol: float | None = None, fp16: bool = False, guidance: bool = False,
                 int8: bool = False, calibration: int = 64, calibration_method: str = "trajectory",
-                int8_tolerance: float | None = None):
+                int8_tolerance: float | None = None, int8_target: str = "onnxruntime"):
     """Export, check, validate, then move into place. Returns the validation figures.
 
     ``fp16`` runs the network in half precision while the preconditioning
@@ -210,7 +210,7 @@ def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opse
         if int8:
             result = _quantize_in_place(tmp, model, info, calibration, calibration_method,
                                         INT8_TOLERANCE if int8_tolerance is None
-                                        else int8_tolerance)
+                                        else int8_tolerance, int8_target)
     return result
 
 
@@ -228,7 +228,7 @@ def _check_int8(model: LoadedModel, fp16: bool, calibration, tolerance) -> None:
 
 
 def _quantize_in_place(path: Path | str, model: LoadedModel, info: ArtifactInfo, num: int,
-                       method: str, tolerance: float) -> Int8Validation:
+                       method: str, tolerance: float, target: str) -> Int8Validation:
     """Replace the float32 graph at ``path`` by its calibrated QDQ graph, or refuse."""
     import dataclasses
     import os
@@ -243,11 +243,13 @@ def _quantize_in_place(path: Path | str, model: LoadedModel, info: ArtifactInfo,
     try:
         os.replace(path, fp32)
         calls = calibration_inputs(fp32, info, num, method)
-        kept = quantize(fp32, qdq, calls)
+        kept = quantize(fp32, qdq, calls, target)
+        activations = "symmetric int8" if target == "tensorrt" else "uint8"
         provenance = {"method": method, "samples": num, "calls": len(calls), "seed": 0,
-                      "sampler": info.default_sampler, "tool": "onnxruntime.quantization "
-                      "quantize_static QDQ, per-channel symmetric int8 weights, uint8 "
-                      "activations, MinMax", "float32_nodes": kept}
+                      "sampler": info.default_sampler, "target": target,
+                      "tool": f"onnxruntime.quantization quantize_static QDQ, per-channel "
+                              f"symmetric int8 weights, {activations} activations, MinMax",
+                      "float32_nodes": kept}
         int8_info = dataclasses.replace(info, precision="int8", calibration=provenance)
         proto = onnx.load(str(qdq))
         del proto.metadata_props[:]

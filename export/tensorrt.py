@@ -38,6 +38,7 @@ class BuildSettings:
     tf32: bool = True
     workspace_mib: int = 1024
     timing_cache: str | None = None
+    int8: bool = False  # explicit quantization: set from the graph's Q/DQ nodes (qdq_mode)
 
     def __post_init__(self):
         if not (1 <= self.min_batch <= self.opt_batch <= self.max_batch):
@@ -70,7 +71,47 @@ def per_sample_inputs(metadata: dict[str, str]) -> tuple[str, ...]:
 
 
 def precision_flags(settings: BuildSettings) -> list[str]:
-    return [name for name, on in (("fp16", settings.fp16), ("tf32", settings.tf32)) if on]
+    """The builder flags to set, by name: FP16 and TF32 as asked, and INT8 for a Q/DQ
+    graph. (TensorRT 10.3, which JetPack 6 ships, needs INT8 set to run a weakly
+    typed network's Q/DQ layers in int8; later versions accept it.)"""
+    return [name for name, on in (("fp16", settings.fp16), ("tf32", settings.tf32),
+                                  ("int8", settings.int8)) if on]
+
+
+def qdq_mode(nodes: list[tuple[str, str]], zero_points: dict[str, Any]) -> bool:
+    """Whether a graph is explicitly quantized, from its (op type, name) nodes and its
+    Q/DQ zero points by name; refuses what TensorRT cannot run. TensorRT's int8 is
+    symmetric and signed: every zero point must be int8 and 0 (``--int8-target
+    tensorrt`` exports are; the ONNX Runtime target's uint8 activations are not)."""
+    import numpy as np
+
+    if not any(op in ("QuantizeLinear", "DequantizeLinear") for op, _ in nodes):
+        return False
+    for name, zp in zero_points.items():
+        zp = np.asarray(zp)
+        if zp.dtype != np.int8 or np.any(zp != 0):
+            raise EdgediffError(f"the Q/DQ graph's zero point {name} is {zp.dtype} "
+                                f"{'non-zero' if np.any(zp != 0) else 'zero'}; TensorRT runs "
+                                f"only symmetric int8 (zero points int8 0): re-export with "
+                                f"'edgediff export --int8 --int8-target tensorrt'")
+    return True
+
+
+def graph_qdq(onnx_path: str | Path) -> bool:
+    """``qdq_mode`` of an ONNX file."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise missing_extra("onnx", "torch") from None
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    consts = {t.name: t for t in graph.initializer}
+    zero_points = {}
+    for n in graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 \
+                and n.input[2] in consts:
+            zero_points[n.input[2]] = numpy_helper.to_array(consts[n.input[2]])
+    return qdq_mode([(n.op_type, n.name) for n in graph.node], zero_points)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -204,6 +245,8 @@ def build_engine(onnx_path: str | Path, metadata: dict[str, str], settings: Buil
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_mib << 20)
     if settings.fp16:
         config.set_flag(trt.BuilderFlag.FP16)
+    if settings.int8:  # explicit quantization: the Q/DQ scales are the graph's own
+        config.set_flag(trt.BuilderFlag.INT8)
     if not settings.tf32:
         config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()

@@ -69,14 +69,14 @@ def command(onnx_file, out, fp16, tf32, min_batch, opt_batch, max_batch, workspa
     Example:
       edgediff build digits.onnx -o digits.plan --fp16 --max-batch 16
     """
-    from edgediff.export.tensorrt import BuildSettings, build_engine, write_plan
+    from edgediff.export.tensorrt import BuildSettings, build_engine, graph_qdq, write_plan
 
     if out.exists() and not force:
         raise EdgediffError(f"{out} exists; pass --force to overwrite it")
     if not out.resolve().parent.is_dir():
         raise EdgediffError(f"cannot write {out}: its folder does not exist")
     settings = BuildSettings(min_batch, opt_batch, max_batch, fp16, tf32, workspace_mib,
-                             timing_cache)
+                             timing_cache, int8=graph_qdq(onnx_file))
     from edgediff.cli._sampling import read_metadata_file
 
     metadata = read_onnx_metadata(onnx_file, read_metadata_file(metadata_file))

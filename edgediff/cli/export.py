@@ -65,7 +65,7 @@ def resolve_source(source: str, allow_pickle: bool = False):
                    "[default: the checkpoint's; diffusers folders: the last class embedding].")
 @click.option("--int8", is_flag=True,
               help="Write a QDQ graph: Conv/Gemm/MatMul with per-channel int8 weights and "
-                   "uint8 activations, calibrated on the model's own sampling trajectories; "
+                   "8-bit activations, calibrated on the model's own sampling trajectories; "
                    "preconditioning and the noise embedding stay float32. Refused if it "
                    "strays past --int8-tolerance from the float32 graph.")
 @click.option("--calibration", type=click.IntRange(1), default=64, show_default=True,
@@ -75,6 +75,10 @@ def resolve_source(source: str, allow_pickle: bool = False):
               help="--int8: every call of the default sampler (trajectory), pure noise at "
                    "random σ, or the trajectories at the one σ nearest σ_data (the last two "
                    "for comparison).")
+@click.option("--int8-target", type=click.Choice(["onnxruntime", "tensorrt"]),
+              default="onnxruntime", show_default=True,
+              help="--int8: uint8 activations for ONNX Runtime's fastest CPU kernels, or "
+                   "symmetric int8 ones (zero point 0), which TensorRT requires.")
 @click.option("--int8-tolerance", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="X", help="--int8: largest RMS of int8 − float32 at any σ and end to "
                                 "end, in units of the data's half range [default: 0.1].")
@@ -82,7 +86,7 @@ def resolve_source(source: str, allow_pickle: bool = False):
               help="Read a .pt/.pkl checkpoint with torch.load(weights_only=True). Pickles can "
                    "run code: use only for files you trust.")
 def command(source, out, force, opset, no_validate, fp16, atol, rtol, guidance, null_label,
-            int8, calibration, calibration_method, int8_tolerance, allow_pickle):
+            int8, calibration, calibration_method, int8_target, int8_tolerance, allow_pickle):
     """Export SOURCE to ONNX as one function D(x, sigma) -> denoised, with metadata.
 
     SOURCE is a checkpoint (NAME.safetensors with NAME.json beside it), a local
@@ -99,6 +103,7 @@ def command(source, out, force, opset, no_validate, fp16, atol, rtol, guidance, 
       edgediff export my-model.safetensors -o my-model.onnx --force
       edgediff export bundled -o digits-fp16.onnx --fp16
       edgediff export bundled -o digits-int8.onnx --int8 --calibration 64
+      edgediff export bundled -o digits-trt8.onnx --int8 --int8-target tensorrt
       edgediff export mixture2d-cond -o mix-cfg.onnx --guidance
     """
     try:
@@ -113,7 +118,8 @@ def command(source, out, force, opset, no_validate, fp16, atol, rtol, guidance, 
     result = export_onnx(model, out, source_sha256=digest, opset=opset, force=force,
                          validate=not no_validate, atol=atol, rtol=rtol, fp16=fp16,
                          guidance=guidance, int8=int8, calibration=calibration,
-                         calibration_method=calibration_method, int8_tolerance=int8_tolerance)
+                         calibration_method=calibration_method, int8_tolerance=int8_tolerance,
+                         int8_target=int8_target)
     if result is not None:
         click.echo(result if int8 else f"ONNX Runtime vs torch {result}")
     size = Path(out).stat().st_size

@@ -1,0 +1,145 @@
+"""One denoiser call, three ways side by side in one process: float32 ONNX Runtime,
+int8 (QDQ) ONNX Runtime and torch eager, at batch 1 and 8, 2 threads each,
+interleaved so that drift hits all alike; median and p90 ms per call, and the
+ratios. Models: the bundled digits model and a CIFAR-sized diffusers
+UNet2DModel (channels 128, 256, 256, 256, two layers per block, attention at
+16×16; random weights, calibrated on its own DDIM trajectories).
+
+Also printed: whether the CPU has the int8 dot-product instructions (x86 VNNI /
+AMX, ARM dotprod) and which kernels ONNX Runtime ran for the int8 graph (its
+profiler's op counts: QLinearConv and friends mean the QDQ pairs were fused into
+integer kernels; DequantizeLinear → Conv would mean they were not).
+
+    python benchmarks/int8_speed.py [--reps 20] [--no-cifar] [--calibration 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from edgediff.cli.export import resolve_source
+from edgediff.export.onnx import export_onnx
+
+
+def cpu_int8_features() -> str:
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags |= set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    have = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp") if f in flags]
+    return f"{platform.machine()}: " + (", ".join(have) if have else
+                                         "no int8 dot-product extension found")
+
+
+def session(path: Path, threads: int, profile: bool = False) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+    so.enable_profiling = profile
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def kernels(path: Path, feed: dict) -> str:
+    """The int8 graph's executed node kinds, from ONNX Runtime's profiler."""
+    s = session(path, 1, profile=True)
+    s.run(None, feed)
+    events = json.loads(Path(s.end_profiling()).read_text())
+    Path(s.end_profiling()).unlink(missing_ok=True)
+    ops = collections.Counter(e["args"]["op_name"] for e in events
+                              if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"))
+    return ", ".join(f"{k} {v}" for k, v in ops.most_common(8))
+
+
+def cifar_model(folder: Path):
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from edgediff.models.diffusers_import import load_diffusers
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
+                       block_out_channels=(128, 256, 256, 256),
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D",
+                                         "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+    params = sum(p.numel() for p in unet.parameters()) / 1e6
+    unet.save_pretrained(folder / "unet", safe_serialization=True)
+    DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder / "scheduler")
+    return f"CIFAR-sized UNet2DModel ({params:.1f} M)", load_diffusers(folder), "0" * 64
+
+
+def timed(fns: dict, reps: int) -> dict[str, np.ndarray]:
+    for fn in fns.values():
+        fn()
+        fn()
+    out = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            out[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--calibration", type=int, default=4,
+                    help="samples of each model's default sampler to calibrate on")
+    ap.add_argument("--no-cifar", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    print(f"CPU int8 support: {cpu_int8_features()}; onnxruntime {ort.__version__}, "
+          f"{a.threads} threads, median [p90] ms per call over {a.reps} interleaved rounds")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model, digest = resolve_source("bundled")
+        models = [("digits (bundled, 1.0 M)", model, digest)]
+        if not a.no_cifar:
+            models.append(cifar_model(tmp / "cifar"))
+        for name, model, digest in models:
+            f32, i8 = tmp / f"{len(name)}-fp32.onnx", tmp / f"{len(name)}-int8.onnx"
+            export_onnx(model, f32, source_sha256=digest, validate=False)
+            check = export_onnx(model, i8, source_sha256=digest, int8=True,
+                                calibration=a.calibration, int8_tolerance=100.0)
+            print(f"\n{name}: {check}")
+            shape = tuple(model.config["sample_shape"])
+            net = model.denoiser.float().eval()
+            for batch in (1, 8):
+                rng = np.random.default_rng(0)
+                x = rng.standard_normal((batch, *shape)).astype(np.float32)
+                s = np.full(batch, 1.0, np.float32)
+                feed = {"x": x, "sigma": s}
+                sf, si = session(f32, a.threads), session(i8, a.threads)
+                xt, st = torch.from_numpy(x), torch.from_numpy(s)
+
+                def eager(xt=xt, st=st, net=net):
+                    with torch.no_grad():
+                        net(xt, st)
+                t = timed({"fp32": lambda sf=sf, feed=feed: sf.run(None, feed),
+                           "int8": lambda si=si, feed=feed: si.run(None, feed),
+                           "torch": eager}, a.reps)
+                med = {k: float(np.median(v)) for k, v in t.items()}
+                p90 = {k: float(np.percentile(v, 90)) for k, v in t.items()}
+                print(f"  batch {batch}: " + "  ".join(
+                    f"{k} {med[k]:.2f} [{p90[k]:.2f}]" for k in t)
+                    + f"   int8 vs fp32 {med['fp32'] / med['int8']:.2f}×, "
+                      f"fp32 vs torch {med['torch'] / med['fp32']:.2f}×")
+                if batch == 8:
+                    print(f"  int8 kernels run: {kernels(i8, feed)}")
+
+
+if __name__ == "__main__":
+    main()
