@@ -48,10 +48,15 @@ def main() -> None:
             checks[method] = export_onnx(model, paths[method], source_sha256=digest, int8=True,
                                          calibration=args.calibration,
                                          calibration_method=method, int8_tolerance=100.0)
+        # the same trajectories, quantized for TensorRT (symmetric int8 activations)
+        paths["trajectory, TensorRT target"] = tmp / "trt.onnx"
+        checks["trajectory, TensorRT target"] = export_onnx(
+            model, paths["trajectory, TensorRT target"], source_sha256=digest, int8=True,
+            calibration=args.calibration, int8_tolerance=100.0, int8_target="tensorrt")
         print(f"bundled digits model, int8 calibrated on {args.calibration} samples of Heun 18; "
               f"FD to the {n} held-out digits (train vs held-out: 2.93)")
         head = "".join(f"{f'FD {s}-{k}':>16}" for s, k in SOLVERS)
-        print(f"{'graph':<26}{'worst RMS (σ)':>20}{'end-to-end RMS':>16}{head}")
+        print(f"{'graph':<36}{'worst RMS (σ)':>20}{'end-to-end RMS':>16}{head}")
         for name, path in paths.items():
             D = runtime.load(path, threads=2)
             fds = []
@@ -64,7 +69,7 @@ def main() -> None:
                 sigma, rms = checks[name].worst
                 sweep, e2e = f"{rms:.4f} ({sigma:.3g})", f"{checks[name].end_to_end['rms']:.4f}"
                 label = f"int8, {name}"
-            print(f"{label:<26}{sweep:>20}{e2e:>16}" + "".join(f"{v:>16.3f}" for v in fds))
+            print(f"{label:<36}{sweep:>20}{e2e:>16}" + "".join(f"{v:>16.3f}" for v in fds))
 
         cond, cdigest = resolve_source("bundled-cond")
         cpaths = {"fp32": tmp / "cond.onnx", "int8, trajectory": tmp / "cond8.onnx"}
