@@ -104,7 +104,10 @@ def graph_qdq(onnx_path: str | Path) -> bool:
         from onnx import numpy_helper
     except ImportError:
         raise missing_extra("onnx", "torch") from None
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    try:
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    except Exception as e:  # protobuf's DecodeError and friends
+        raise EdgediffError(f"{onnx_path} is not an ONNX model ({e})") from None
     consts = {t.name: t for t in graph.initializer}
     zero_points = {}
     for n in graph.node:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -76,10 +77,11 @@ def command(onnx_file, out, fp16, tf32, min_batch, opt_batch, max_batch, workspa
     if not out.resolve().parent.is_dir():
         raise EdgediffError(f"cannot write {out}: its folder does not exist")
     settings = BuildSettings(min_batch, opt_batch, max_batch, fp16, tf32, workspace_mib,
-                             timing_cache, int8=graph_qdq(onnx_file))
+                             timing_cache)
     from edgediff.cli._sampling import read_metadata_file
 
     metadata = read_onnx_metadata(onnx_file, read_metadata_file(metadata_file))
+    settings = dataclasses.replace(settings, int8=graph_qdq(onnx_file))  # Q/DQ: int8
     engine, sidecar = build_engine(onnx_file, metadata, settings)
     write_plan(out, engine, sidecar)
     click.echo(f"wrote {out} ({len(engine) / 2**20:.2f} MiB) and {out}.json: TensorRT "
