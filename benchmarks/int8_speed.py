@@ -2,8 +2,9 @@
 int8 (QDQ) ONNX Runtime and torch eager, at batch 1 and 8, 2 threads each; the
 two ONNX Runtime graphs interleaved so that drift hits both alike, torch in a
 block of its own right after; median and p90 ms per call, and the ratios.
-Models: the bundled digits model and a CIFAR-sized diffusers UNet2DModel (channels 128, 256, 256, 256, two layers per block, attention at
-16×16; random weights, calibrated on its own DDIM trajectories).
+Models: the bundled digits model and a CIFAR-sized diffusers UNet2DModel
+(channels 128, 256, 256, 256, two layers per block, attention at 16×16; random
+weights, calibrated on its own DDIM trajectories).
 
 Also printed: whether the CPU has the int8 dot-product instructions (x86 VNNI /
 AMX, ARM dotprod) and which kernels ONNX Runtime ran for the int8 graph (its
