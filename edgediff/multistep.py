@@ -40,6 +40,14 @@ def ancestral_step(sig: float, sig_next: float, eta: float) -> tuple[float, floa
     return math.sqrt(sig_next**2 - up**2), up
 
 
+def ipndm_coefficients(sigmas: Sequence[float], order: int) -> list[list[float]]:
+    """Per step i (σ_i → σ_{i+1} > 0), iPNDM's weights of
+    x̂_{i+1} = x̂_i + Σ_j C_ij·ε̂_{i−j}: (σ_{i+1} − σ_i)·a_j, with a the equal-step
+    Adams–Bashforth weights of order warmup_order(order, i)."""
+    return [[(sigmas[i + 1] - sigmas[i]) * a for a in ADAMS_BASHFORTH[warmup_order(order, i)]]
+            for i in range(len(sigmas) - 2)]
+
+
 def lagrange_integrals(nodes: Sequence[float], a: float, b: float,
                        weight: Callable[[np.ndarray], np.ndarray]) -> list[float]:
     """∫_a^b ℓ_j(u)·weight(u) du for the Lagrange basis ℓ_j through ``nodes``, by

@@ -178,7 +178,6 @@ def sweep_error(int8: str | Path, fp32: str | Path, info: ArtifactInfo, per_sigm
                 seed: int = 0) -> list[tuple[float, float]]:
     """(σ, RMS of int8 − fp32) at 12 log-spaced σ over the model's range, on
     x̂ = data-scale signal + σ·noise (every class and the null label in turn)."""
-    from edgediff.compare import validation_extras
     from edgediff.runtime.ort import OrtDenoiser
 
     a, b = OrtDenoiser(int8), OrtDenoiser(fp32)
@@ -188,8 +187,11 @@ def sweep_error(int8: str | Path, fp32: str | Path, info: ArtifactInfo, per_sigm
         x = (rng.standard_normal((per_sigma, *info.sample_shape)) * info.sigma_data
              + sigma * rng.standard_normal((per_sigma, *info.sample_shape))).astype(np.float32)
         s = np.full(per_sigma, sigma, np.float32)
-        extra = validation_extras(info, per_sigma, seed)
-        extra.pop("guidance", None)
+        extra = {}
+        if info.num_classes:  # every class and the null label in turn
+            labels = np.arange(per_sigma) % (info.num_classes + 1)
+            labels[labels == info.num_classes] = info.null_label
+            extra["class_labels"] = labels.astype(np.int64)
         if info.guidance_input:
             extra["guidance"] = np.full(per_sigma, 1.0, np.float32)
         got = np.array(a(x, s, **extra), np.float64)

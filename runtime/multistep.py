@@ -14,12 +14,11 @@ from collections import deque
 import numpy as np
 
 from edgediff.multistep import (
-    ADAMS_BASHFORTH,
     deis_coefficients,
     dpmpp_3m_weights,
+    ipndm_coefficients,
     unipc_coefficients,
     unipc_order,
-    warmup_order,
 )
 from edgediff.runtime._call import Call, Callback, Denoiser, report
 from edgediff.schedules import Schedule
@@ -76,43 +75,10 @@ def dpmpp_3m(denoiser: Denoiser, x: np.ndarray, sigmas, *, callback: Callback = 
     raise AssertionError("unreachable: σ grids end in 0")
 
 
-@implements("ipndm", "numpy")
-def ipndm(denoiser: Denoiser, x: np.ndarray, sigmas, *, order: int = 4,
-          callback: Callback = None) -> np.ndarray:
-    """Improved PNDM (Zhang & Chen 2023, App. D; Zhou et al. 2024) in (x̂, σ):
-    x̂' = x̂ + (σ' − σ)·Σ_j a_j·ε̂_{i−j}, ε̂ = (x̂ − D)/σ, with the equal-step
-    Adams–Bashforth weights a of order min(order, i + 1)."""
-    loop_defaults("ipndm", order=order)
-    sigmas = check_sigmas(sigmas)
-    call = Call(denoiser, x.shape)
-    x = np.array(x, dtype=np.float64)
-    hist, eps, tmp = _History(order, x), np.empty_like(x), np.empty_like(x)
-    for i in range(len(sigmas) - 1):
-        call.step = i
-        sig, sig_next = sigmas[i], sigmas[i + 1]
-        denoised = call(x, sig)
-        report(callback, i, x, sig, sig_next, denoised)
-        if sig_next == 0:
-            return denoised
-        np.subtract(x, denoised, out=eps)
-        eps /= sig
-        hist.push(eps)
-        a = ADAMS_BASHFORTH[warmup_order(order, i)]
-        _combine(x, [(sig_next - sig) * a_j for a_j in a], hist.items, tmp)
-    raise AssertionError("unreachable: σ grids end in 0")
-
-
-@implements("deis", "numpy")
-def deis(denoiser: Denoiser, x: np.ndarray, sigmas, *, order: int = 3, basis: str = "t",
-         schedule: Schedule | None = None, callback: Callback = None) -> np.ndarray:
-    """DEIS (Zhang & Chen 2023, eq 15): x̂' = x̂ + Σ_j C_ij·ε̂_{i−j}, the polynomial
-    through the last ε̂ in the schedule's time t (tAB) or in log σ (``basis``),
-    integrated over the step by quadrature (``edgediff.multistep``)."""
-    loop_defaults("deis", order=order, basis=basis)
-    sigmas = check_sigmas(sigmas)
-    schedule = schedule or EDM_IDENTITY
-    C = deis_coefficients(sigmas, order, basis, sigma_deriv=schedule.sigma_deriv,
-                          t_of=schedule.sigma_inv)
+def _eps_multistep(denoiser: Denoiser, x: np.ndarray, sigmas: list[float],
+                   C: list[list[float]], order: int, callback: Callback) -> np.ndarray:
+    """x̂_{i+1} = x̂_i + Σ_j C_ij·ε̂_{i−j}, ε̂ = (x̂ − D)/σ: the loop iPNDM and DEIS
+    share; they differ only in their weights C."""
     call = Call(denoiser, x.shape)
     x = np.array(x, dtype=np.float64)
     hist, eps, tmp = _History(order, x), np.empty_like(x), np.empty_like(x)
@@ -128,6 +94,32 @@ def deis(denoiser: Denoiser, x: np.ndarray, sigmas, *, order: int = 3, basis: st
         hist.push(eps)
         _combine(x, C[i], hist.items, tmp)
     raise AssertionError("unreachable: σ grids end in 0")
+
+
+@implements("ipndm", "numpy")
+def ipndm(denoiser: Denoiser, x: np.ndarray, sigmas, *, order: int = 4,
+          callback: Callback = None) -> np.ndarray:
+    """Improved PNDM (Zhang & Chen 2023, App. D; Zhou et al. 2024) in (x̂, σ):
+    x̂' = x̂ + (σ' − σ)·Σ_j a_j·ε̂_{i−j}, ε̂ = (x̂ − D)/σ, with the equal-step
+    Adams–Bashforth weights a of order min(order, i + 1)."""
+    loop_defaults("ipndm", order=order)
+    sigmas = check_sigmas(sigmas)
+    return _eps_multistep(denoiser, x, sigmas, ipndm_coefficients(sigmas, order), order,
+                          callback)
+
+
+@implements("deis", "numpy")
+def deis(denoiser: Denoiser, x: np.ndarray, sigmas, *, order: int = 3, basis: str = "t",
+         schedule: Schedule | None = None, callback: Callback = None) -> np.ndarray:
+    """DEIS (Zhang & Chen 2023, eq 15): x̂' = x̂ + Σ_j C_ij·ε̂_{i−j}, the polynomial
+    through the last ε̂ in the schedule's time t (tAB) or in log σ (``basis``),
+    integrated over the step by quadrature (``edgediff.multistep``)."""
+    loop_defaults("deis", order=order, basis=basis)
+    sigmas = check_sigmas(sigmas)
+    schedule = schedule or EDM_IDENTITY
+    C = deis_coefficients(sigmas, order, basis, sigma_deriv=schedule.sigma_deriv,
+                          t_of=schedule.sigma_inv)
+    return _eps_multistep(denoiser, x, sigmas, C, order, callback)
 
 
 @implements("unipc", "numpy")

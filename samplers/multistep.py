@@ -9,12 +9,11 @@ import math
 import torch
 
 from edgediff.multistep import (
-    ADAMS_BASHFORTH,
     deis_coefficients,
     dpmpp_3m_weights,
+    ipndm_coefficients,
     unipc_coefficients,
     unipc_order,
-    warmup_order,
 )
 from edgediff.samplers._common import Callback, Denoiser, as_sigmas, denoise, report, start_state
 from edgediff.schedules import Schedule
@@ -46,6 +45,22 @@ def dpmpp_3m(denoiser: Denoiser, x: torch.Tensor, sigmas, *,
     raise AssertionError("unreachable: σ grids end in 0")
 
 
+def _eps_multistep(denoiser: Denoiser, x: torch.Tensor, sigmas: list[float],
+                   C: list[list[float]], order: int, callback: Callback) -> torch.Tensor:
+    """x̂_{i+1} = x̂_i + Σ_j C_ij·ε̂_{i−j}, ε̂ = (x̂ − D)/σ (iPNDM and DEIS)."""
+    x = start_state(x)
+    eps: list[torch.Tensor] = []  # newest first
+    for i in range(len(sigmas) - 1):
+        sig, sig_next = sigmas[i], sigmas[i + 1]
+        denoised = denoise(denoiser, x, sig)
+        report(callback, i, x, sig, sig_next, denoised)
+        if sig_next == 0:
+            return denoised
+        eps = [(x - denoised) / sig, *eps][:order]
+        x = x + sum(c * e_j for c, e_j in zip(C[i], eps, strict=False))
+    raise AssertionError("unreachable: σ grids end in 0")
+
+
 @implements("ipndm", "torch")
 @torch.no_grad()
 def ipndm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, order: int = 4,
@@ -54,18 +69,8 @@ def ipndm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, order: int = 4,
     equal-step weights, x̂' = x̂ + (σ' − σ)·Σ_j a_j·ε̂_{i−j}, order min(order, i + 1)."""
     loop_defaults("ipndm", order=order)
     sigmas = as_sigmas(sigmas)
-    x = start_state(x)
-    eps: list[torch.Tensor] = []
-    for i in range(len(sigmas) - 1):
-        sig, sig_next = sigmas[i], sigmas[i + 1]
-        denoised = denoise(denoiser, x, sig)
-        report(callback, i, x, sig, sig_next, denoised)
-        if sig_next == 0:
-            return denoised
-        eps = [(x - denoised) / sig, *eps][:order]
-        a = ADAMS_BASHFORTH[warmup_order(order, i)]
-        x = x + (sig_next - sig) * sum(a_j * e_j for a_j, e_j in zip(a, eps, strict=False))
-    raise AssertionError("unreachable: σ grids end in 0")
+    return _eps_multistep(denoiser, x, sigmas, ipndm_coefficients(sigmas, order), order,
+                          callback)
 
 
 @implements("deis", "torch")
@@ -80,17 +85,7 @@ def deis(denoiser: Denoiser, x: torch.Tensor, sigmas, *, order: int = 3, basis: 
     schedule = schedule or EDM_IDENTITY
     C = deis_coefficients(sigmas, order, basis, sigma_deriv=schedule.sigma_deriv,
                           t_of=schedule.sigma_inv)
-    x = start_state(x)
-    eps: list[torch.Tensor] = []
-    for i in range(len(sigmas) - 1):
-        sig, sig_next = sigmas[i], sigmas[i + 1]
-        denoised = denoise(denoiser, x, sig)
-        report(callback, i, x, sig, sig_next, denoised)
-        if sig_next == 0:
-            return denoised
-        eps = [(x - denoised) / sig, *eps][:order]
-        x = x + sum(c * e_j for c, e_j in zip(C[i], eps, strict=False))
-    raise AssertionError("unreachable: σ grids end in 0")
+    return _eps_multistep(denoiser, x, sigmas, C, order, callback)
 
 
 @implements("unipc", "torch")
