@@ -12,7 +12,13 @@ from click.testing import CliRunner
 from edgediff import runtime
 from edgediff.cli import main
 from edgediff.errors import EdgediffError
-from edgediff.export.quantize import KEEP_FLOAT, QUANTIZED_OPS, calibration_inputs, quantize
+from edgediff.export.quantize import (
+    KEEP_FLOAT,
+    QUANTIZED_OPS,
+    calibration_inputs,
+    kept_float,
+    quantize,
+)
 from edgediff.export.tensorrt import BuildSettings, graph_qdq, precision_flags, qdq_mode
 
 
@@ -56,7 +62,7 @@ def test_the_int8_graph_quantizes_the_network_and_keeps_the_rest_float32(int8):
     quantized = [n for n in graph.node if len(n.input) > 1 and dequantized(n.input[1])]
     kinds = {n.op_type for n in quantized}
     assert kinds and kinds <= set(QUANTIZED_OPS), kinds
-    assert sum(n.op_type == "Conv" for n in quantized) >= 40  # the U-Net's convolutions
+    assert sum(n.op_type == "Conv" for n in quantized) >= 30  # the U-Net's convolutions
     # the noise embedding's Gemms stay float32 (weights as plain initializers), and
     # nothing but Conv/Gemm/MatMul takes int8 weights: c_skip, c_out, c_in and the
     # σ → c_noise map are elementwise ops on float32 tensors
@@ -85,7 +91,9 @@ def test_the_metadata_records_precision_and_calibration(int8):
     assert cal["method"] == "trajectory" and cal["samples"] == 8 and cal["target"] == target
     assert cal["calls"] == result.calls == 35  # one batch of 8, Heun 18 = 35 NFE
     assert cal["sampler"] == {"solver": "heun", "steps": 18}
-    assert all("map_noise" in n for n in cal["float32_nodes"])
+    kept = cal["float32_nodes"]
+    assert any("map_noise" in n for n in kept) and any("/skip/" in n for n in kept)
+    assert all(any(k in n for k in KEEP_FLOAT) for n in kept)
     x = runtime.sample(D, 8, seed=0)
     assert np.all(np.isfinite(x)) and x.std() > 0.1
 
@@ -108,11 +116,22 @@ def test_trajectory_calibration_covers_every_noise_level(fp32):
 
 
 def test_calibration_that_gives_non_finite_ranges_is_refused(fp32, tmp_path):
+    from onnx import TensorProto, helper
+
+    from edgediff.export.quantize import check_ranges
+
     info = runtime.load(fp32).info
     calls = calibration_inputs(fp32, info, 2)
     calls[3] = {**calls[3], "x": np.full_like(calls[3]["x"], np.inf)}
-    with pytest.raises(EdgediffError, match="non-finite or zero quantization ranges"):
+    with pytest.raises(EdgediffError, match="NaN/Inf"):
         quantize(fp32, tmp_path / "bad.onnx", calls)
+    assert not (tmp_path / "bad.onnx").exists()
+    # and a graph whose ranges came out non-finite or zero is refused after the fact
+    for bad in (np.nan, np.inf, 0.0):
+        scale = helper.make_tensor("a_scale", TensorProto.FLOAT, [1], [bad])
+        graph = helper.make_graph([], "g", [], [], [scale])
+        with pytest.raises(EdgediffError, match="non-finite or zero quantization ranges"):
+            check_ranges(helper.make_model(graph))
 
 
 @pytest.mark.parametrize("args,message", [
@@ -154,3 +173,22 @@ def test_info_shows_an_int8_artifact(int8):
     meta = json.loads(r.output)
     text = json.dumps(meta)
     assert "int8" in text and "trajectory" in text
+
+
+def test_kept_float_spares_embeddings_shortcuts_and_attention_products(tmp_path):
+    """By name: the embeddings and the shortcut/first/last convolutions; by structure:
+    MatMuls of two activations (QKᵀ and AV), whose quantization drags the softmax
+    between them into int8; weight MatMuls stay quantizable."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["q"], name="/attn/to_q/MatMul"),
+             helper.make_node("MatMul", ["q", "x"], ["s"], name="/attn/MatMul"),
+             helper.make_node("Gemm", ["s", "w"], ["e"], name="/map_noise/Gemm"),
+             helper.make_node("MatMul", ["e", "w"], ["y"], name="/block/proj/MatMul")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [4, 4])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [4, 4])], [w])
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(graph), path)
+    assert kept_float(path) == ["/attn/MatMul", "/map_noise/Gemm"]
