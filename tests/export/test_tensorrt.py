@@ -210,3 +210,30 @@ def test_the_plan_samples_like_onnxruntime(tmp_path, mixture_onnx, cuda_graph):
     scale = TrajectoryScale(2, ort_D.info.data_range)  # Heun: 2 calls a step
     want = runtime.sample(ort_D, 11, seed=3, batch=8, solver="heun", steps=18, callback=scale)
     assert np.abs(got - want).max() <= scale.bound()
+
+
+@pytest.mark.trt
+@pytest.mark.gpu
+@pytest.mark.skipif(_trt_and_cuda() is not None, reason=str(_trt_and_cuda()))
+def test_an_int8_qdq_graph_builds_in_int8_and_samples_like_onnxruntime(tmp_path):
+    """`edgediff export --int8 --int8-target tensorrt` then `edgediff build`: the plan
+    is built with INT8 (explicit quantization, recorded in the sidecar) and samples
+    within the int8 export's own tolerance of ONNX Runtime on the same QDQ graph."""
+    from edgediff import runtime
+    from edgediff.cli.export import resolve_source
+    from edgediff.export.onnx import export_onnx
+    from edgediff.export.quantize import INT8_TOLERANCE
+    from edgediff.export.tensorrt import read_sidecar
+
+    model, digest = resolve_source("bundled")
+    onnx_path, plan = tmp_path / "d8.onnx", tmp_path / "d8.plan"
+    export_onnx(model, onnx_path, source_sha256=digest, int8=True, calibration=8,
+                int8_target="tensorrt")
+    r = CliRunner().invoke(main, ["build", str(onnx_path), "-o", str(plan), "--max-batch", "8"])
+    assert r.exit_code == 0, r.output
+    assert "int8" in read_sidecar(plan)["precision"]
+    trt_x = runtime.sample(runtime.load(plan), 8, seed=0, batch=8)
+    ort_x = runtime.sample(runtime.load(onnx_path), 8, seed=0, batch=8)
+    # two int8 implementations of one QDQ graph round differently inside; the
+    # end-to-end bound is the one the export itself accepts against fp32
+    assert np.sqrt(np.mean((trt_x - ort_x) ** 2)) <= INT8_TOLERANCE
