@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 CONSTRAINTS ?= constraints/cpu.txt
-EXTRAS ?= cpu,torch,dev
+EXTRAS ?= cpu,torch,lab,ray,dev
 comma := ,
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
@@ -27,7 +27,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# On an NVIDIA machine: make gpu-check EXTRAS=gpu,torch,trt,dev CONSTRAINTS=
+# On an NVIDIA machine: make gpu-check EXTRAS=gpu,torch,trt,lab,dev CONSTRAINTS=
 gpu-check: $(STAMP)
 	$(BIN)/python -m pytest -q -rs -m "gpu or trt"
 	$(BIN)/python benchmarks/runtime_vs_torch.py --torch-device cuda

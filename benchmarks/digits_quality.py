@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgediff.features import DigitsFeatures
-from edgediff.images import grid, to_uint8, write_png
-from edgediff.metrics import frechet_distance
+from edgediff.datasets import load_dataset
+from edgediff.lab.features import DigitsFeatures
+from edgediff.lab.images import grid, to_uint8, write_png
+from edgediff.lab.metrics import frechet_distance
 from edgediff.models.bundled import bundled_path
 from edgediff.models.checkpoint import load_checkpoint
-from edgediff.models.training import load_dataset
 from edgediff.samplers import at_precision, heun
 from edgediff.schedules import EDMSchedule
 
@@ -64,8 +64,8 @@ def main() -> None:
     print(f"sampling {len(gen)} images: {seconds:.1f} s; classes present: {acc * 10:.0f}/10")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_png(out / "samples.png", grid(to_uint8(gen[:100]), columns=10, scale=4))
-    write_png(out / "real.png", grid(to_uint8(test[:100]), columns=10, scale=4))
+    write_png(out / "samples.png", grid(to_uint8(gen[:100]), columns=10), scale=4)
+    write_png(out / "real.png", grid(to_uint8(test[:100]), columns=10), scale=4)
     print(f"wrote {out / 'samples.png'} and {out / 'real.png'}")
 
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgediff.features import DigitsFeatures
-from edgediff.images import grid, to_uint8, write_png
-from edgediff.metrics import frechet_distance
+from edgediff.datasets import load_dataset
+from edgediff.lab.features import DigitsFeatures
+from edgediff.lab.images import grid, to_uint8, write_png
+from edgediff.lab.metrics import frechet_distance
 from edgediff.models.bundled import bundled_path
 from edgediff.models.checkpoint import load_checkpoint
-from edgediff.models.training import load_dataset
 from edgediff.samplers import heun
 from edgediff.samplers.guidance import guided
 from edgediff.samplers.reference import labelled
@@ -62,7 +62,7 @@ def main() -> None:
         acc = float(np.mean(feats.classify(x) == labels))
         print(f"{w:<26g}{acc:>16.3f}{frechet_distance(feats(x), f_test):>16.3f}")
         rows = np.concatenate([x[labels == c][:10] for c in range(k)])  # one row per class
-        write_png(out / f"w{w:g}.png", grid(to_uint8(rows), columns=10, scale=4))
+        write_png(out / f"w{w:g}.png", grid(to_uint8(rows), columns=10), scale=4)
     print(f"wrote class grids to {out}")
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from edgediff import runtime
-from edgediff.cli.export import resolve_source
+from edgediff.datasets import load_dataset
 from edgediff.export.onnx import export_onnx
-from edgediff.features import DigitsFeatures
-from edgediff.metrics import frechet_distance
-from edgediff.models.training import load_dataset
+from edgediff.lab.features import DigitsFeatures
+from edgediff.lab.metrics import frechet_distance
+from edgediff.models.loader import resolve_source
 
 SOLVERS = [("heun", 18), ("dpmpp_2m", 10), ("ipndm", 10)]
 METHODS = ("trajectory", "noise", "single_sigma")

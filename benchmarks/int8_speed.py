@@ -28,8 +28,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from edgediff.cli.export import resolve_source
 from edgediff.export.onnx import export_onnx
+from edgediff.models.loader import resolve_source
 
 
 def cpu_int8_features() -> str:
@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calibration", type=int, default=4,
-                    help="samples of each model's default sampler to calibrate on")
+                    help="samples of each model's default solver to calibrate on")
     ap.add_argument("--no-cifar", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)

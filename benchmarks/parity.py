@@ -1,7 +1,7 @@
 """Runtime vs torch reference at the presets' step counts, on both shipped models.
 
 The parity tests use short runs; this prints the figures at full length: for
-each solver, the NumPy + ONNX Runtime sampler and the torch reference sampler
+each solver, the NumPy + ONNX Runtime loop and the torch reference
 (float32 module) from the same x_T with the same per-step noise, max abs
 difference of the final samples.
 
@@ -23,7 +23,7 @@ from edgediff.models.analytic import mixture_model
 from edgediff.models.bundled import load_bundled
 from edgediff.noise import NoiseStreams
 from edgediff.samplers.reference import reference_run
-from edgediff.solvers import SamplerSettings
+from edgediff.solvers import SolverSettings
 
 RUNS = [  # solver, steps, options
     ("ddpm", 1000, {"variance": "small"}),
@@ -61,7 +61,7 @@ def main() -> None:
         for solver, steps, options in RUNS:
             errs = []
             for model, D in models.values():
-                settings = SamplerSettings(solver, steps, options)
+                settings = SolverSettings(solver, steps, options)
                 sigmas = runtime.sigma_grid(D.info, steps).tolist()
                 streams = NoiseStreams(args.seed, range(args.num), D.info.sample_shape)
                 got = runtime.sample_batch(D, settings, sigmas, streams)

@@ -1,4 +1,4 @@
-"""The NumPy + ONNX Runtime sampler against the torch reference, side by side.
+"""The torch-free runtime (NumPy + ONNX Runtime) against the torch reference, side by side.
 
 The bundled digits model, Heun with 18 steps (35 NFE), batches 1 and 16, both
 libraries on the same thread count, the same x_T and σ grid. Two phases, each

@@ -1,4 +1,4 @@
-"""Named sampler presets (``samplers.toml``) and bench suites (``bench.toml``)."""
+"""Named solver presets (``solvers.toml``) and bench suites (``bench.toml``)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _table(name: str) -> dict[str, dict[str, Any]]:
 
 
 def presets() -> dict[str, dict[str, Any]]:
-    return _table("samplers.toml")
+    return _table("solvers.toml")
 
 
 def suites() -> dict[str, dict[str, Any]]:

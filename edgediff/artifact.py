@@ -12,16 +12,20 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edgediff.errors import EdgediffError
 from edgediff.schedules import Schedule, schedule_from_dict
 
 PREFIX = "edgediff."
-FORMAT_VERSION = 2  # 2: optional ``conditioning`` (class labels, guidance); 1 still loads
+# 2: optional ``conditioning`` (class labels, guidance). 3: ``default_sampler`` is named
+# ``default_solver``, like everything else (the old name is still read). 1 and 2 still load.
+FORMAT_VERSION = 3
+RENAMED = {"default_sampler": "default_solver"}  # old key -> key
 OPTIONAL_KEYS = ("reference", "conditioning", "calibration")
 KEYS = ("format_version", "parameterization", "schedule", "sigma_min", "sigma_max",
-        "sigma_data", "sample_shape", "data_range", "source_sha256", "default_sampler",
+        "sigma_data", "sample_shape", "data_range", "source_sha256", "default_solver",
         "precision")
 PARAMETERIZATIONS = ("edm", "vp", "ve", "epsilon", "v_prediction", "sample", "analytic")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -122,7 +126,7 @@ def _sha(text: Any) -> str:
 @dataclass(frozen=True)
 class ArtifactInfo:
     """The parsed metadata. Made only through ``from_props`` or by export; either
-    way every value is checked (``__post_init__``), so a sampler never meets a
+    way every value is checked (``__post_init__``), so a solver never meets a
     value the contract does not allow."""
 
     parameterization: str
@@ -133,7 +137,7 @@ class ArtifactInfo:
     sample_shape: tuple[int, ...]
     data_range: tuple[float, float]
     source_sha256: str
-    default_sampler: dict[str, Any]
+    default_solver: dict[str, Any]
     precision: str
     reference: dict[str, Any] | None = None  # what quality is measured against (optional)
     conditioning: dict[str, Any] | None = None  # class-conditional graphs (optional, format 2)
@@ -151,7 +155,7 @@ class ArtifactInfo:
         _data_range(list(self.data_range))
         _sha(self.source_sha256)
         _choice("precision", self.precision, PRECISIONS)
-        self._check_default_sampler()
+        self._check_default_solver()
         if self.reference is not None:
             self._check_reference()
         if self.conditioning is not None:
@@ -162,21 +166,21 @@ class ArtifactInfo:
                 raise MetadataError("calibration", c, 'a JSON object whose "method" is one of '
                                     + ", ".join(CALIBRATION_METHODS))
 
-    def _check_default_sampler(self) -> None:
-        """The default sampler must be one this build runs, on a grid inside the
+    def _check_default_solver(self) -> None:
+        """The default solver must be one this build runs, on a grid inside the
         model's σ range: otherwise the model could be loaded but not sampled."""
         from edgediff.grids import settings_grid
-        from edgediff.solvers import SamplerSettings
+        from edgediff.solvers import SolverSettings
 
-        d = self.default_sampler
+        d = self.default_solver
         allowed = ('a JSON object {"solver": NAME, "steps": N, ...options} naming a known '
                    'solver with valid options')
         if not isinstance(d, dict) or "solver" not in d:
-            raise MetadataError("default_sampler", d, allowed)
+            raise MetadataError("default_solver", d, allowed)
         try:
-            settings_grid(self, SamplerSettings.resolve(self))
+            settings_grid(self, SolverSettings.resolve(self))
         except EdgediffError as e:
-            raise MetadataError("default_sampler", d, str(e)) from None
+            raise MetadataError("default_solver", d, str(e)) from None
 
     def _check_conditioning(self) -> None:
         c = self.conditioning
@@ -234,7 +238,7 @@ class ArtifactInfo:
             "sample_shape": json.dumps(list(self.sample_shape)),
             "data_range": json.dumps(list(self.data_range)),
             "source_sha256": self.source_sha256,
-            "default_sampler": json.dumps(self.default_sampler),
+            "default_solver": json.dumps(self.default_solver),
             "precision": self.precision,
         }
         if self.reference is not None:
@@ -252,8 +256,8 @@ class ArtifactInfo:
         allowed (docs/artifact.md)."""
         if not isinstance(props, dict):
             raise EdgediffError(f"{where}: metadata must be a mapping of key: value")
-        mine = {k[len(PREFIX):]: v for k, v in props.items()
-                if isinstance(k, str) and k.startswith(PREFIX)}
+        mine = _renamed({k[len(PREFIX):]: v for k, v in props.items()
+                         if isinstance(k, str) and k.startswith(PREFIX)})
         if not mine:
             raise EdgediffError(f"{where} carries no edgediff metadata; export it with "
                                 f"'edgediff export', which records the schedule and "
@@ -282,7 +286,7 @@ class ArtifactInfo:
                 sample_shape=_shape(mine["sample_shape"]),
                 data_range=_data_range(mine["data_range"]),
                 source_sha256=mine["source_sha256"],
-                default_sampler=_json("default_sampler", mine["default_sampler"], dict,
+                default_solver=_json("default_solver", mine["default_solver"], dict,
                                       'a JSON object {"solver": NAME, "steps": N, ...}'),
                 precision=mine["precision"],
                 reference=reference,
@@ -294,7 +298,21 @@ class ArtifactInfo:
 
 
 OVERRIDE_DEFAULTS = {"format_version": FORMAT_VERSION, "source_sha256": "unknown",
-                     "default_sampler": {"solver": "heun", "steps": 18}, "precision": "fp32"}
+                     "default_solver": {"solver": "heun", "steps": 18}, "precision": "fp32"}
+
+
+def _renamed(values: dict[str, Any]) -> dict[str, Any]:
+    """Keys under their current names: a file from before a rename still loads. Both
+    names with different values are refused: which one was meant is not ours to guess."""
+    out = dict(values)
+    for old, new in RENAMED.items():
+        if old in out:
+            value = out.pop(old)
+            if new in out and out[new] != value:
+                raise MetadataError(old, value, f"it is the old name of {PREFIX}{new}, which "
+                                                f"is also given, with another value; keep one")
+            out.setdefault(new, value)
+    return out
 
 
 def props_with_overrides(props: dict[str, str], overrides: dict[str, Any] | None
@@ -306,7 +324,7 @@ def props_with_overrides(props: dict[str, str], overrides: dict[str, Any] | None
         return dict(props)
     if not isinstance(overrides, dict):
         raise EdgediffError("metadata overrides must be a JSON object of key: value")
-    given = {k.removeprefix(PREFIX): v for k, v in overrides.items()}
+    given = _renamed({k.removeprefix(PREFIX): v for k, v in overrides.items()})
     unknown = sorted(set(given) - set(KEYS) - set(OPTIONAL_KEYS))
     if unknown:
         names = ", ".join(map(json.dumps, unknown))  # quoted: a key may hold anything
@@ -318,3 +336,15 @@ def props_with_overrides(props: dict[str, str], overrides: dict[str, Any] | None
     for key, value in merged.items():
         out[PREFIX + key] = value if isinstance(value, str) else json.dumps(value)
     return out
+
+
+def read_metadata_json(path: str | Path | None) -> dict | None:
+    """The JSON object of a --metadata file, or None without one."""
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise EdgediffError(f"cannot read --metadata {path}: {e}") from None
+
+

@@ -10,9 +10,46 @@ class EdgediffError(Exception):
     """A user-facing error: bad input, a missing extra, an incompatible artifact."""
 
 
-def missing_extra(module: str, extra: str) -> EdgediffError:
-    """The error for an optional dependency that is not installed."""
+def missing_extra(module: str, extra: str) -> BaseException:
+    """The error for an optional dependency that is not installed, raised from the
+    ``except ImportError`` of its import. An import that failed for another reason
+    (a broken install, a Ctrl-C inside a compiled module's initialisation) is not
+    called missing: then the original error goes on."""
+    import importlib.util
+    import sys
+
+    error = sys.exc_info()[1]
+    name = getattr(error, "name", None) or module
+    try:
+        installed = importlib.util.find_spec(name.split(".")[0]) is not None
+    except (ValueError, ImportError):
+        installed = False
+    if error is not None and installed:
+        return error
     return EdgediffError(
         f"{module} is not installed; it comes with the '{extra}' extra: "
         f'pip install "edgediff[{extra}]"'
     )
+
+
+# top-level module -> (the name users know it by, the extra that brings it)
+EXTRAS = {
+    "torch": ("torch", "torch"), "onnx": ("onnx", "torch"),
+    "safetensors": ("safetensors", "torch"), "polygraphy": ("polygraphy", "torch"),
+    "onnxruntime": ("onnxruntime", "cpu"), "tensorrt": ("tensorrt", "trt"),
+    "cuda": ("cuda-python", "trt"), "sklearn": ("scikit-learn", "train"),
+    "diffusers": ("diffusers", "diffusers"), "matplotlib": ("matplotlib", "lab"),
+    "PIL": ("Pillow", "lab"), "ray": ("ray", "ray"),
+}
+
+
+def missing_extra_for(error: ImportError) -> EdgediffError | None:
+    """The install line for a ``ModuleNotFoundError`` of an optional dependency, or None
+    for any other import failure (a broken install or a bug keeps its traceback)."""
+    if not isinstance(error, ModuleNotFoundError) or not error.name:
+        return None
+    known = EXTRAS.get(error.name.split(".")[0])
+    if known is None:
+        return None
+    found = missing_extra(*known)
+    return found if isinstance(found, EdgediffError) else None

@@ -74,7 +74,7 @@ def check_grid_range(info: ArtifactInfo, sigmas) -> list[float]:
 
 
 def settings_grid(info: ArtifactInfo, settings) -> list[float]:
-    """The checked σ grid that ``settings`` (a ``SamplerSettings``) samples on."""
+    """The checked σ grid that ``settings`` (a ``SolverSettings``) samples on."""
     grid = sigma_grid(info, settings.steps, grid=settings.options.get("grid"),
                       spacing=settings.options.get("spacing"), rho=settings.options.get("rho"))
     return check_grid_range(info, grid)

@@ -46,3 +46,28 @@ def check_labels(info, labels, num: int) -> np.ndarray | None:
         raise EdgediffError(f"class label {int(bad[0])} is out of range: this model has classes "
                             f"0…{info.num_classes - 1} (and {info.null_label} for none)")
     return arr
+
+
+def labels_from_text(text: str | None, info, num: int) -> np.ndarray | None:
+    """--class: one id (every sample), a comma-separated list or ``all`` (then --num
+    samples of each listed class, one grid row per class)."""
+    if text is None:
+        return None
+    if not info.num_classes:
+        raise EdgediffError("--class: this model is not class-conditional (edgediff info "
+                            "shows a model's conditioning)")
+    if text.strip() == "all":
+        ids = list(range(info.num_classes))
+    else:
+        try:
+            ids = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise EdgediffError(f"--class takes an id, a comma-separated list of ids or "
+                                f"'all', got {text!r}") from None
+        if not ids:
+            raise EdgediffError("--class names no class")
+    check_labels(info, ids, len(ids))
+    return np.repeat(np.array(ids, np.int64), num) if len(ids) > 1 or text.strip() == "all" \
+        else np.full(num, ids[0], np.int64)
+
+

@@ -228,7 +228,7 @@ CATALOGUE: dict[str, SolverSpec] = {s.name: s for s in (
     SolverSpec("euler", "PF-ODE, Euler", own_time=True, default_steps=50),
     SolverSpec("heun", "PF-ODE, Heun (Karras et al. 2022, Algorithm 1)", calls_per_step=2,
                saved_on_last=1, own_time=True, default_steps=18),
-    SolverSpec("edm", "EDM's stochastic sampler (Karras et al. 2022, Algorithm 2)",
+    SolverSpec("edm", "EDM's stochastic solver (Karras et al. 2022, Algorithm 2)",
                calls_per_step=2, saved_on_last=1, stochastic=True, default_steps=64,
                options=(S_CHURN, S_TMIN, S_TMAX, S_NOISE), quiet_at_zero="S_churn",
                ordered=(("S_tmin", "S_tmax", "the churn window [S_tmin, S_tmax]"),)),
@@ -301,7 +301,7 @@ def check_steps(steps: Any) -> int:
 
 
 @dataclass
-class SamplerSettings:
+class SolverSettings:
     """A solver, its step count, and its options (solver and grid options), checked
     against the catalogue when made."""
 
@@ -320,9 +320,9 @@ class SamplerSettings:
 
     @classmethod
     def resolve(cls, info: ArtifactInfo, solver: str | None = None, steps: int | None = None,
-                options: dict[str, Any] | None = None) -> SamplerSettings:
-        """The artifact's default sampler, overridden by what the caller gives."""
-        default = dict(info.default_sampler)
+                options: dict[str, Any] | None = None) -> SolverSettings:
+        """The artifact's default solver, overridden by what the caller gives."""
+        default = dict(info.default_solver)
         default_solver = default.pop("solver", "heun")
         default_steps = default.pop("steps", None)
         solver = check_solver(solver or default_solver)
@@ -337,7 +337,7 @@ class SamplerSettings:
         return cls(solver, steps, {**base, **(options or {})})
 
 
-def loop_options(info: ArtifactInfo, settings: SamplerSettings) -> dict[str, Any]:
+def loop_options(info: ArtifactInfo, settings: SolverSettings) -> dict[str, Any]:
     """The keyword arguments a step loop takes for ``settings`` on this artifact (the
     same for the torch reference): solver options, the schedule for loops in its
     own time, and ``clip`` as the data range."""

@@ -1,9 +1,9 @@
-"""How far apart two float32 runs of one sampler may end, from an argument.
+"""How far apart two float32 runs of one solver may end, from an argument.
 
 Two runs that differ only in their float32 kernels — ONNX Runtime against
 torch, AVX2 against AVX-512, one batch size against another (kernels block and
 vectorise by batch) — round differently. Bounds on their difference are made
-here, from float32's resolution and what the sampler amplifies, never copied
+here, from float32's resolution and what the solver amplifies, never copied
 from what one machine printed. The argument:
 
 1. *Per call.* A denoiser call rounds its input x̂ to float32 and returns a

@@ -11,7 +11,6 @@ interrupted export leaves nothing at the output path.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import warnings
 from pathlib import Path
@@ -21,9 +20,9 @@ import torch
 from torch import nn
 
 from edgediff.artifact import ArtifactInfo
-from edgediff.compare import VALIDATION_BATCHES, Validation, compare
 from edgediff.errors import EdgediffError, missing_extra
 from edgediff.export.quantize import INT8_TOLERANCE
+from edgediff.export.validation import VALIDATION_BATCHES, Validation, compare
 from edgediff.fileio import atomic_path
 from edgediff.models.checkpoint import LoadedModel
 
@@ -81,7 +80,7 @@ def graph_inputs(info: ArtifactInfo) -> list[str]:
         ["guidance"] if info.guidance_input else [])
 
 
-def default_sampler(config: dict) -> dict:
+def default_solver(config: dict) -> dict:
     """Discrete models: DDIM 50 (trailing), clamping x0 when their diffusers scheduler
     did; the rest: Heun 18 on the EDM grid."""
     if config["parameterization"]["name"] in ("epsilon", "v_prediction", "sample"):
@@ -92,17 +91,6 @@ def default_sampler(config: dict) -> dict:
     return {"solver": "heun", "steps": 18}
 
 
-def sha256_of(path: str | Path) -> str:
-    """sha256 of a file, or of a folder's files in name order (diffusers folders)."""
-    p, h = Path(path), hashlib.sha256()
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    for f in files:
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
 def artifact_info(model: LoadedModel, source_sha256: str, precision: str = "fp32",
                   guidance: bool = False) -> ArtifactInfo:
     cfg = model.config
@@ -110,7 +98,7 @@ def artifact_info(model: LoadedModel, source_sha256: str, precision: str = "fp32
     return ArtifactInfo(par, model.schedule, cfg["sigma_min"], cfg["sigma_max"],
                         cfg.get("sigma_data", 0.5), tuple(cfg["sample_shape"]),
                         tuple(cfg.get("data_range", (-1.0, 1.0))), source_sha256,
-                        default_sampler(cfg), precision, quality_reference(cfg),
+                        default_solver(cfg), precision, quality_reference(cfg),
                         conditioning(cfg, guidance))
 
 
@@ -143,6 +131,21 @@ FP16_TOLERANCE = 1e-2        # per element, absolute and relative: fp16 network 
 FP16_SAMPLE_TOLERANCE = 0.05  # end to end, max abs, in units of the data's half range
 
 
+def export_source(source: str, out: str | Path, *, allow_pickle: bool = False,
+                  null_label: int | None = None, **options) -> tuple[LoadedModel, object]:
+    """``export_onnx`` for a source the user names (``resolve_source``): (the model,
+    the validation figures). ``null_label`` overrides the class id a conditional
+    checkpoint trained as "no label"."""
+    from edgediff.models.loader import resolve_source
+
+    model, digest = resolve_source(source, allow_pickle)
+    if null_label is not None:
+        if not model.config.get("num_classes"):
+            raise EdgediffError("--null-label: this model is not class-conditional")
+        model.config["null_label"] = null_label
+    return model, export_onnx(model, out, source_sha256=digest, **options)
+
+
 def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opset: int = 17,
                 force: bool = False, validate: bool = True, atol: float | None = None,
                 rtol: float | None = None, fp16: bool = False, guidance: bool = False,
@@ -163,7 +166,7 @@ def export_onnx(model: LoadedModel, out: str | Path, *, source_sha256: str, opse
 
     ``int8`` writes a QDQ graph instead (``edgediff.export.quantize``): the float32
     export, validated as usual, is calibrated on ``calibration`` samples of its
-    own default sampler and quantized; the int8 graph must stay within
+    own default solver and quantized; the int8 graph must stay within
     ``int8_tolerance`` of it (RMS per σ over the range, in units of the data's
     half range) and end to end, or the export is refused with the numbers.
     """
@@ -246,7 +249,7 @@ def _quantize_in_place(path: Path | str, model: LoadedModel, info: ArtifactInfo,
         kept = quantize(fp32, qdq, calls, target)
         activations = "symmetric int8" if target == "tensorrt" else "uint8"
         provenance = {"method": method, "samples": num, "calls": len(calls), "seed": 0,
-                      "sampler": info.default_sampler, "target": target,
+                      "solver": info.default_solver, "target": target,
                       "tool": f"onnxruntime.quantization quantize_static QDQ, per-channel "
                               f"symmetric int8 weights, {activations} activations, MinMax",
                       "float32_nodes": kept}
@@ -279,7 +282,7 @@ def _quantize_in_place(path: Path | str, model: LoadedModel, info: ArtifactInfo,
 @dataclasses.dataclass
 class Int8Validation:
     """The int8 graph against the float32 one: RMS per σ over the model's range, and
-    end to end (final samples of the default sampler vs the float32 torch model)."""
+    end to end (final samples of the default solver vs the float32 torch model)."""
 
     sweep: list[tuple[float, float]]  # (σ, RMS of int8 − fp32)
     limit: float
@@ -323,14 +326,14 @@ def _half_network(model: LoadedModel) -> nn.Module:
 
 def sampling_check(path, reference: nn.Module, info: ArtifactInfo, num: int = 16,
                    seed: int = 0) -> dict:
-    """Final samples of the artifact's default sampler, run by the NumPy runtime on
-    ``path``, against the torch reference sampler on the float32 module; same x_T."""
+    """Final samples of the artifact's default solver, run by the NumPy runtime on
+    ``path``, against the torch reference on the float32 module; same x_T."""
     from edgediff import runtime
     from edgediff.runtime.ort import OrtDenoiser
     from edgediff.samplers.reference import reference_run
-    from edgediff.solvers import SamplerSettings
+    from edgediff.solvers import SolverSettings
 
-    settings = SamplerSettings.resolve(info, "heun")
+    settings = SolverSettings.resolve(info, "heun")
     grid = {k: v for k, v in settings.options.items() if k in ("spacing", "rho")}
     sigmas = runtime.sigma_grid(info, settings.steps, **grid).tolist()
     labels = None if not info.num_classes else np.arange(num) % (info.num_classes + 1)

@@ -13,7 +13,7 @@ features every block is modulated by, and their range spans σ_min … σ_max
 
 Diffusion networks see different activations at every noise level, so the
 calibration inputs are what the network sees while sampling: the fp32 graph is
-run through its default sampler and every denoiser call's (x̂, σ[, labels]) is
+run through its default solver and every denoiser call's (x̂, σ[, labels]) is
 recorded, σ_max … σ_min (PTQ4DM, Q-Diffusion). Two alternatives exist for
 comparison (``benchmarks/int8_quality.py``): pure noise at log-uniform random σ,
 and the trajectories' inputs at a single σ.
@@ -49,7 +49,7 @@ def calibration_inputs(path: str | Path, info: ArtifactInfo, num: int, method: s
                        seed: int = 0, batch: int = 16) -> list[dict[str, np.ndarray]]:
     """The graph inputs to calibrate on, one dict per denoiser call.
 
-    "trajectory": every call of the default sampler on ``num`` samples (seed
+    "trajectory": every call of the default solver on ``num`` samples (seed
     ``seed``), σ_max … σ_min. "noise": as many calls of pure noise, x̂ = σ·z with
     σ log-uniform over the model's range. "single_sigma": the trajectory calls at
     the one grid σ nearest σ_data, repeated to the same count."""

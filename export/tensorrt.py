@@ -1,11 +1,11 @@
 """ONNX → TensorRT engine (``model.plan``) with its sidecar ``model.plan.json``.
 
 Every decision that needs no GPU is a pure function here, tested on any
-machine: the optimization profile, the build settings, the sidecar, and the
-compatibility check that stops a plan built by another TensorRT version or for
-another compute capability with a "rebuild" message instead of a
-deserialization crash. Only ``build_engine`` and ``gpu_identity`` touch
-TensorRT / CUDA, imported lazily (TensorRT Python API 10.x; cuda-python).
+machine: the optimization profile, the build settings, the precision flags and
+the sidecar. What a plan must satisfy to run (sidecar format, compatibility,
+plan hash, profile range) is the contract in ``edgediff.plan``, shared with the
+runtime that loads plans. Only ``build_engine`` touches TensorRT / CUDA,
+imported lazily (TensorRT Python API 10.x; cuda-python).
 
 Engines are code: edgediff loads a plan only with its sidecar, and only one the
 user chose to trust.
@@ -21,9 +21,8 @@ from typing import Any
 
 from edgediff.artifact import PREFIX
 from edgediff.errors import EdgediffError, missing_extra
-from edgediff.fileio import atomic_path
-
-SIDECAR_FORMAT, SIDECAR_VERSION = "edgediff.plan", 1
+from edgediff.fileio import atomic_path, sha256_of
+from edgediff.plan import SIDECAR_FORMAT, SIDECAR_VERSION, sidecar_path
 
 
 @dataclass(frozen=True)
@@ -117,21 +116,13 @@ def graph_qdq(onnx_path: str | Path) -> bool:
     return qdq_mode([(n.op_type, n.name) for n in graph.node], zero_points)
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def make_sidecar(onnx_path: str | Path, metadata: dict[str, str], settings: BuildSettings,
                  trt_version: str, gpu_name: str, compute_capability: str) -> dict[str, Any]:
     """The sidecar (DESIGN.md §4): the ONNX metadata plus how and where it was built."""
     sample_shape = json.loads(metadata[PREFIX + "sample_shape"])
     return {
         "format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION,
-        "onnx_sha256": file_sha256(onnx_path),
+        "onnx_sha256": sha256_of(onnx_path),
         "onnx_file": Path(onnx_path).name,
         "metadata": {k: v for k, v in metadata.items() if k.startswith(PREFIX)},
         "tensorrt_version": trt_version,
@@ -142,58 +133,6 @@ def make_sidecar(onnx_path: str | Path, metadata: dict[str, str], settings: Buil
             sample_shape, settings, per_sample_inputs(metadata)).items()}],
         "settings": asdict(settings),
     }
-
-
-def sidecar_path(plan: str | Path) -> Path:
-    return Path(f"{plan}.json")
-
-
-def read_sidecar(plan: str | Path) -> dict[str, Any]:
-    path = sidecar_path(plan)
-    if not path.is_file():
-        raise EdgediffError(f"{plan} has no sidecar {path.name}; edgediff runs only plans it "
-                            f"built (engines are code): rebuild with 'edgediff build'")
-    try:
-        side = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise EdgediffError(f"{path} is not readable JSON: {e}") from None
-    if not isinstance(side, dict) or side.get("format") != SIDECAR_FORMAT:
-        raise EdgediffError(f"{path} is not an edgediff plan sidecar")
-    if side.get("format_version", 0) > SIDECAR_VERSION:
-        raise EdgediffError(f"{path} has sidecar format {side['format_version']}; upgrade edgediff")
-    return side
-
-
-def check_compatible(sidecar: dict[str, Any], trt_version: str, compute_capability: str,
-                     plan: str = "the plan") -> None:
-    """TensorRT engines run only on the TensorRT version and GPU architecture that
-    built them; say so, and how to fix it, before deserializing."""
-    problems = []
-    if sidecar["tensorrt_version"] != trt_version:
-        problems.append(f"TensorRT {sidecar['tensorrt_version']} built it, this machine has "
-                        f"{trt_version}")
-    if sidecar["compute_capability"] != compute_capability:
-        problems.append(f"it was built for compute capability {sidecar['compute_capability']} "
-                        f"({sidecar.get('gpu_name', '?')}), this GPU is {compute_capability}")
-    if problems:
-        onnx_file = sidecar.get("onnx_file", "model.onnx")
-        raise EdgediffError(f"{plan} cannot run here: {'; '.join(problems)}. Rebuild it on this "
-                            f"machine: edgediff build {onnx_file} -o {plan} --force")
-
-
-def check_plan_bytes(sidecar: dict[str, Any], engine: bytes, plan: str = "the plan") -> None:
-    """Engines are code: run only the exact bytes ``edgediff build`` wrote."""
-    want = sidecar.get("plan_sha256")
-    if want is None or hashlib.sha256(engine).hexdigest() != want:
-        raise EdgediffError(f"{plan} does not match the sha256 its sidecar records; it was "
-                            f"altered or swapped after the build. Rebuild it with "
-                            f"'edgediff build'")
-
-
-def profile_batch_range(sidecar: dict[str, Any]) -> tuple[int, int]:
-    """(min, max) batch of the plan's optimization profile."""
-    lo, _, hi = sidecar["profiles"][0]["x"]
-    return int(lo[0]), int(hi[0])
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -213,22 +152,6 @@ def write_plan(plan: Path, engine: bytes, sidecar: dict[str, Any]) -> None:
         raise
 
 
-def gpu_identity() -> tuple[str, str]:
-    """(GPU name, compute capability 'major.minor') of device 0, via cuda-python."""
-    try:
-        try:
-            from cuda.bindings import runtime as cudart
-        except ImportError:
-            from cuda import cudart
-    except ImportError:
-        raise missing_extra("cuda-python", "trt") from None
-    err, props = cudart.cudaGetDeviceProperties(0)
-    if int(err) != 0:
-        raise EdgediffError(f"no usable CUDA device (cudaGetDeviceProperties: {err})")
-    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-    return name.rstrip("\x00"), f"{props.major}.{props.minor}"
-
-
 def build_engine(onnx_path: str | Path, metadata: dict[str, str], settings: BuildSettings,
                  log=None) -> tuple[bytes, dict[str, Any]]:
     """Parse the ONNX file, build a serialized engine, return it with its sidecar."""
@@ -236,6 +159,8 @@ def build_engine(onnx_path: str | Path, metadata: dict[str, str], settings: Buil
         import tensorrt as trt
     except ImportError:
         raise missing_extra("tensorrt", "trt") from None
+    from edgediff.runtime.tensorrt import gpu_identity
+
     gpu_name, cc = gpu_identity()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -270,3 +195,25 @@ def build_engine(onnx_path: str | Path, metadata: dict[str, str], settings: Buil
         _atomic_write(cache_path, bytes(config.get_timing_cache().serialize()))
     sidecar = make_sidecar(onnx_path, metadata, settings, trt.__version__, gpu_name, cc)
     return bytes(engine), sidecar
+
+
+def build_plan(onnx_path: str | Path, out: str | Path, settings: BuildSettings,
+               metadata_overrides: dict | None = None, *, force: bool = False
+               ) -> tuple[dict[str, Any], int]:
+    """``edgediff build``: read and check the ONNX file's metadata (with overrides for
+    graphs edgediff did not export), set INT8 for a Q/DQ graph, build, and write the
+    plan with its sidecar. Returns (sidecar, plan size in bytes)."""
+    from dataclasses import replace
+
+    from edgediff.runtime.ort import read_onnx_metadata
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise EdgediffError(f"{out} exists; pass --force to overwrite it")
+    if not out.resolve().parent.is_dir():
+        raise EdgediffError(f"cannot write {out}: its folder does not exist")
+    metadata = read_onnx_metadata(onnx_path, metadata_overrides)
+    settings = replace(settings, int8=graph_qdq(onnx_path))  # Q/DQ: int8
+    engine, sidecar = build_engine(onnx_path, metadata, settings)
+    write_plan(out, engine, sidecar)
+    return sidecar, len(engine)

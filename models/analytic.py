@@ -2,7 +2,7 @@
 
 It is a denoiser like any trained network — ``forward(x, sigma) -> denoised``
 with x [B, *sample_shape] and sigma [B] — so it samples through the reference
-samplers and exports to ONNX like one, while its answers are exact.
+solvers and exports to ONNX like one, while its answers are exact.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ UNet folder with ``scheduler_config.json`` beside its ``config.json``. Weights
 load from safetensors only (diffusers' ``.bin`` files are pickles); nothing is
 fetched from a hub. The scheduler config decides the σ table (beta schedule,
 trained betas), the parameterization (``prediction_type``) and whether the
-default sampler clamps x0 (``clip_sample``: then the data range is
-±``clip_sample_range`` and the exported default sampler sets ``clip``).
+default solver clamps x0 (``clip_sample``: then the data range is
+±``clip_sample_range`` and the exported default solver sets ``clip``).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def load_diffusers(folder: str | Path) -> LoadedModel:
         raise EdgediffError(f"prediction_type {prediction!r} in {sched_path} is not supported; "
                             f"edgediff reads {', '.join(PREDICTION_TYPES)}")
     if scfg.get("thresholding"):
-        log.warning("%s sets thresholding; edgediff's samplers do not threshold x0 "
+        log.warning("%s sets thresholding; edgediff's solvers do not threshold x0 "
                     "dynamically, so samples can differ from that scheduler's", sched_path.name)
     clip, clip_range = clip_sample(scfg)
     if not (unet_dir / "diffusion_pytorch_model.safetensors").is_file():

@@ -9,8 +9,7 @@ training distribution of σ, EMA weights, and resumable state.
 | vp               | σ = σ_VP(t), t ~ U(ε_t, 1)           | 1/σ²                     |
 | ve               | σ log-uniform on [σ_min, σ_max]      | 1/σ²                     |
 
-Datasets are made or shipped locally: the exact 2-D mixture, and
-scikit-learn's 8×8 digits (the data ships inside scikit-learn).
+The datasets (``edgediff.datasets``) are made or shipped locally.
 """
 
 from __future__ import annotations
@@ -26,47 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgediff.errors import EdgediffError, missing_extra
+from edgediff.errors import EdgediffError
 from edgediff.fileio import atomic_path
-from edgediff.mixture import default_mixture_2d
-from edgediff.models.checkpoint import build_denoiser, save_checkpoint
+from edgediff.models.checkpoint import build_denoiser, make_config, save_checkpoint
 from edgediff.models.networks import one_hot_labels
 from edgediff.models.precond import Preconditioner
 
 log = logging.getLogger(__name__)
-DATASETS = ("digits", "mixture2d")
-
-
-NUM_CLASSES = {"digits": 10, "mixture2d": 3}  # digits 0–9; the mixture's components
-
-
-def load_dataset(name: str, split: str = "train", seed: int = 0, *, labels: bool = False
-                 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """float32 data in the model's range. digits: [N, 1, 8, 8] in [−1, 1], a fixed
-    80/20 train/held-out split (seeded permutation); mixture2d: [N, 2] exact draws.
-    ``labels=True`` also returns the class of each (the digit; the component)."""
-    if split not in ("train", "test"):
-        raise EdgediffError(f"unknown split {split!r}; choose train or test")
-    if name == "digits":
-        try:
-            from sklearn.datasets import load_digits
-        except ImportError:
-            raise missing_extra("scikit-learn", "train") from None
-        digits = load_digits()
-        images = digits.images.astype(np.float32) / 8.0 - 1.0  # 0..16 → −1..1
-        order = np.random.default_rng(seed).permutation(len(images))
-        cut = int(0.8 * len(images))
-        idx = order[:cut] if split == "train" else order[cut:]
-        x, y = images[idx, None], digits.target[idx].astype(np.int64)
-    elif name == "mixture2d":
-        n, offset = (50_000, 0) if split == "train" else (10_000, 1)
-        x, y = default_mixture_2d().sample(n, np.random.default_rng(seed + offset))
-        x, y = x.astype(np.float32), y.astype(np.int64)
-    else:
-        raise EdgediffError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return (x, y) if labels else x
-
-
 @dataclass
 class TrainSettings:
     steps: int = 20_000
@@ -173,3 +138,50 @@ def train(config: dict, data: np.ndarray, out: str | Path, settings: TrainSettin
                            tmp)
             log.info("step %d: loss %.4f, checkpoint %s", step, running, out)
     return ema
+
+
+SCHEDULE_FOR = {"edm": "EDMSchedule", "vp": "VPSchedule", "ve": "VESchedule"}
+
+
+def train_dataset(dataset: str, out: str | Path, *, parameterization: str = "edm",
+                  channels: int = 32, steps: int = 8000, batch: int = 128, lr: float = 1e-3,
+                  ema_halflife: float = 500.0, seed: int = 0, threads: int | None = None,
+                  class_conditional: bool = False, label_dropout: float = 0.2,
+                  resume: bool = False,
+                  progress: Callable[[int, float], None] | None = None) -> None:
+    """``edgediff train``: the shipped architecture for ``dataset`` (a small U-Net on
+    digits, an MLP on the 2-D mixture), its config with the command that reproduces
+    it, and ``train``."""
+    from edgediff import schedules
+    from edgediff.datasets import NUM_CLASSES, load_dataset
+
+    if not Path(out).resolve().parent.is_dir():
+        raise EdgediffError(f"cannot write {out}: its folder does not exist")
+    if threads:
+        torch.set_num_threads(threads)
+    data, labels = load_dataset(dataset, "train", seed=0, labels=True)
+    num_classes = NUM_CLASSES[dataset] if class_conditional else 0
+    schedule = getattr(schedules, SCHEDULE_FOR[parameterization])()
+    if dataset == "digits":
+        arch, args = "unet", {"img_resolution": 8, "in_channels": 1, "out_channels": 1,
+                              "model_channels": channels, "channel_mult": [1, 2],
+                              "num_blocks": 2, "attn_resolutions": [4], "label_dim": num_classes}
+    else:
+        arch, args = "mlp", {"dim": 2, "hidden": channels * 4, "depth": 4}
+        if class_conditional:
+            args["label_dim"] = num_classes
+    command_line = (f"edgediff train {dataset} -o {Path(out).name} --parameterization "
+                    f"{parameterization} --channels {channels} --steps {steps} --batch {batch} "
+                    f"--lr {lr} --ema-halflife {ema_halflife} --seed {seed}"
+                    + (f" --class-conditional --label-dropout {label_dropout}"
+                       if class_conditional else ""))
+    config = make_config(arch, args, parameterization, schedule, data.shape[1:],
+                         provenance={"dataset": dataset, "command": command_line,
+                                     "torch": torch.__version__})
+    if num_classes:
+        config["num_classes"] = num_classes
+    settings = TrainSettings(steps=steps, batch=batch, lr=lr, ema_halflife=ema_halflife,
+                             seed=seed, checkpoint_every=max(1, min(1000, steps)),
+                             label_dropout=label_dropout if num_classes else 0.0)
+    train(config, data, out, settings, resume=resume, progress=progress,
+          labels=labels if num_classes else None)

@@ -5,7 +5,7 @@ only when a ``.plan`` is opened.
 
     from edgediff import runtime
     D = runtime.load("model.onnx")             # metadata decides everything else
-    x = runtime.sample(D, 64, seed=0)          # the artifact's default sampler
+    x = runtime.sample(D, 64, seed=0)          # the artifact's default solver
     x = runtime.sample(D, 64, solver="dpmpp_2m", steps=10)
 """
 
@@ -13,7 +13,7 @@ from edgediff.grids import sigma_grid
 from edgediff.noise import NoiseStreams
 from edgediff.runtime._call import Denoiser, NonFiniteOutputError
 from edgediff.runtime.sampling import SOLVERS, load, sample, sample_batch
-from edgediff.solvers import SamplerSettings
+from edgediff.solvers import SolverSettings
 
-__all__ = ["SOLVERS", "Denoiser", "NoiseStreams", "NonFiniteOutputError", "SamplerSettings", "load",
+__all__ = ["SOLVERS", "Denoiser", "NoiseStreams", "NonFiniteOutputError", "SolverSettings", "load",
            "sample", "sample_batch", "sigma_grid"]

@@ -70,7 +70,7 @@ def heun(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Schedule | None
     d_i, d_e, tmp = np.empty_like(x), np.empty_like(x), np.empty_like(x)
     x_flat, x32, sigma32, run = x.reshape(-1), call.x32, call.bound.sigma, call.bound.run
     # The call is inlined here (call.run without its guard): this loop is every
-    # model's default sampler, and after a model call has swept the caches each
+    # model's default solver, and after a model call has swept the caches each
     # Python or NumPy operation costs microseconds (benchmarks/runtime_vs_torch.py).
     for i, (sig, s, sig_e, c_x, c_d, alpha, beta, gamma) in enumerate(steps):
         if s == 1.0:

@@ -246,3 +246,31 @@ class OrtDenoiser:
         np.copyto(binding.sigma, sigma)
         fill_conditioning(self.info, binding, class_labels, guidance)
         return binding.run()
+
+
+def read_onnx_metadata(path: str | Path, overrides: dict | None = None) -> dict[str, str]:
+    """The file's metadata_props, read with whichever of onnxruntime / onnx is installed,
+    with ``overrides`` on top; a clear error when the file is not ONNX or the result is
+    not complete edgediff metadata."""
+    props = None
+    try:
+        import onnxruntime as ort
+
+        try:
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception:
+            raise EdgediffError(f"{path} is not an ONNX model ONNX Runtime can read") from None
+        props = dict(sess.get_modelmeta().custom_metadata_map)
+    except ImportError:
+        try:
+            import onnx
+        except ImportError:
+            raise EdgediffError('reading ONNX needs onnxruntime or onnx: '
+                                'pip install "edgediff[cpu]"') from None
+        try:
+            props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        except Exception:
+            raise EdgediffError(f"{path} is not an ONNX model") from None
+    props = props_with_overrides(props, overrides)
+    ArtifactInfo.from_props(props, where=str(path))  # raises unless it is an edgediff export
+    return props

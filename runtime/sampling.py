@@ -1,5 +1,5 @@
 """Sampling from an artifact: the metadata picks the shape, σ range, schedule and
-default sampler; the caller picks at most a solver, steps, options and seeds."""
+default solver; the caller picks at most a solver, steps, options and seeds."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from edgediff.noise import NoiseStreams
 from edgediff.runtime import multistep, ode, stochastic  # noqa: F401 (they register their loops)
 from edgediff.runtime._call import Callback, Denoiser
 from edgediff.runtime.guidance import check_guide, guided_denoiser
-from edgediff.solvers import SOLVER_NAMES, SamplerSettings, loop_options, spec
+from edgediff.solvers import SOLVER_NAMES, SolverSettings, loop_options, spec
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 SOLVERS = {name: spec(name).loop("numpy") for name in SOLVER_NAMES}
 
 
-def sample_batch(denoiser: Denoiser, settings: SamplerSettings, sigmas: list[float],
+def sample_batch(denoiser: Denoiser, settings: SolverSettings, sigmas: list[float],
                  streams: NoiseStreams, callback: Callback = None) -> np.ndarray:
     """Run one batch: x̂_T = prior std·z, then the solver's step loop."""
     info = denoiser.info
@@ -45,7 +45,7 @@ def sample(denoiser: Denoiser, num: int, *, seed: int = 0, first: int = 0, batch
            ) -> np.ndarray:
     """Samples ``first … first+num−1`` of seed ``seed``, float32 [num, *sample_shape].
 
-    Sample k depends only on (seed, k) and the sampler — not on ``batch``.
+    Sample k depends only on (seed, k) and the solver — not on ``batch``.
     ``sigmas`` replaces the schedule's grid (then ``steps`` is its length − 1).
     ``on_batch(done, num)`` reports progress after each batch.
 
@@ -62,7 +62,7 @@ def sample(denoiser: Denoiser, num: int, *, seed: int = 0, first: int = 0, batch
     if sigmas is not None:
         sigmas = check_grid_range(info, sigmas)
         steps = len(sigmas) - 1
-    settings = SamplerSettings.resolve(info, solver, steps, options)
+    settings = SolverSettings.resolve(info, solver, steps, options)
     if sigmas is None:
         sigmas = settings_grid(info, settings)
     labels = check_labels(info, labels, num)

@@ -132,7 +132,7 @@ def euler_maruyama(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Sched
 def edm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, S_churn: float = 0.0,
         S_tmin: float = 0.0, S_tmax: float = math.inf, S_noise: float = 1.0,
         callback: Callback = None) -> np.ndarray:
-    """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2) in (x̂, σ): churn
+    """EDM's stochastic solver (Karras et al. 2022, Algorithm 2) in (x̂, σ): churn
     to t̂ = (1 + γ)·t_i with γ = min(S_churn/N, √2 − 1) inside [S_tmin, S_tmax],
     then a Heun step to t_{i+1} (Euler on the last). Noise only where γ > 0."""
     loop_defaults("edm", S_churn=S_churn, S_tmin=S_tmin, S_tmax=S_tmax, S_noise=S_noise)

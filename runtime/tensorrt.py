@@ -17,10 +17,9 @@ import numpy as np
 
 from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError, missing_extra
-from edgediff.export.tensorrt import (
+from edgediff.plan import (
     check_compatible,
     check_plan_bytes,
-    gpu_identity,
     profile_batch_range,
     read_sidecar,
 )
@@ -46,10 +45,33 @@ def _ok(result):
     return values[0] if len(values) == 1 else values
 
 
+def gpu_identity() -> tuple[str, str]:
+    """(GPU name, compute capability 'major.minor') of device 0, via cuda-python."""
+    err, props = _cudart().cudaGetDeviceProperties(0)
+    if int(err) != 0:
+        raise EdgediffError(f"no usable CUDA device (cudaGetDeviceProperties: {err})")
+    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    return name.rstrip("\x00"), f"{props.major}.{props.minor}"
+
+
 def plan_info(plan: str | Path) -> tuple[ArtifactInfo, dict]:
     """The artifact metadata and the sidecar of a plan, read without a GPU."""
     side = read_sidecar(plan)
     return ArtifactInfo.from_props(side["metadata"], where=str(plan)), side
+
+
+def runs_here(sidecar: dict, plan: str | Path) -> str:
+    """Whether this machine can run the plan, and if not, why — without deserializing it."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        return 'no: TensorRT is not installed (pip install "edgediff[trt]")'
+    try:
+        _, cc = gpu_identity()
+        check_compatible(sidecar, trt.__version__, cc, str(plan))
+    except EdgediffError as e:
+        return f"no: {e}"
+    return "yes"
 
 
 class LaunchPlan:

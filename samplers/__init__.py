@@ -13,8 +13,8 @@ from edgediff.samplers.sde import dpmpp_2m_sde, edm, euler_maruyama
 from edgediff.solvers import SOLVER_NAMES, spec
 
 # every catalogue solver's torch reference (an unregistered one fails here, at import)
-SAMPLERS = {name: spec(name).loop("torch") for name in SOLVER_NAMES}
+SOLVERS = {name: spec(name).loop("torch") for name in SOLVER_NAMES}
 
-__all__ = ["SAMPLERS", "at_precision", "ddim", "ddpm", "deis", "dpmpp_2m", "dpmpp_2m_sde",
+__all__ = ["SOLVERS", "at_precision", "ddim", "ddpm", "deis", "dpmpp_2m", "dpmpp_2m_sde",
            "dpmpp_3m", "edm", "euler", "euler_ancestral", "euler_maruyama", "heun", "ipndm",
            "unipc"]

@@ -7,7 +7,7 @@ Conventions (DESIGN.md §2, §5):
   estimate D(x̂; σ_{N−1}), i.e. the sample at σ = 0;
 - a denoiser is ``D(x̂ [B, ...], σ [B]) -> denoised``, called with float64
   tensors (wrap a float32 network in ``at_precision``);
-- stochastic samplers draw step noise as ``noise(i)`` only at steps that use
+- stochastic solvers draw step noise as ``noise(i)`` only at steps that use
   it, so the NumPy runtime can feed the very same numbers.
 """
 

@@ -13,10 +13,10 @@ from torch import nn
 from edgediff.artifact import ArtifactInfo
 from edgediff.guidance import check_labels
 from edgediff.noise import NoiseStreams
-from edgediff.samplers import SAMPLERS, at_precision
+from edgediff.samplers import SOLVERS, at_precision
 from edgediff.samplers._common import Denoiser
 from edgediff.samplers.guidance import guided
-from edgediff.solvers import CATALOGUE, SamplerSettings, loop_options
+from edgediff.solvers import CATALOGUE, SolverSettings, loop_options
 
 
 def labelled(module: nn.Module, labels: np.ndarray | None) -> Denoiser:
@@ -28,7 +28,7 @@ def labelled(module: nn.Module, labels: np.ndarray | None) -> Denoiser:
     return at_precision(lambda x, sigma: module(x, sigma, ids))
 
 
-def reference_run(module: nn.Module, info: ArtifactInfo, settings: SamplerSettings,
+def reference_run(module: nn.Module, info: ArtifactInfo, settings: SolverSettings,
                   sigmas: Sequence[float], seed: int, indices: Sequence[int], *,
                   labels=None, guidance: float | None = None, guide: nn.Module | None = None,
                   guide_info: ArtifactInfo | None = None) -> np.ndarray:
@@ -54,4 +54,4 @@ def reference_run(module: nn.Module, info: ArtifactInfo, settings: SamplerSettin
             if labels is None:
                 denoiser = other
         denoiser = guided(denoiser, other, guidance)
-    return SAMPLERS[settings.solver](denoiser, x, list(sigmas), **kwargs).numpy()
+    return SOLVERS[settings.solver](denoiser, x, list(sigmas), **kwargs).numpy()

@@ -56,7 +56,7 @@ def euler_maruyama(denoiser: Denoiser, x: torch.Tensor, sigmas, *, schedule: Sch
 def edm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, S_churn: float = 0.0,
         S_tmin: float = 0.0, S_tmax: float = math.inf, S_noise: float = 1.0, noise: Noise = None,
         generator: torch.Generator | None = None, callback: Callback = None) -> torch.Tensor:
-    """EDM's stochastic sampler (Karras et al. 2022, Algorithm 2), in (x̂, σ).
+    """EDM's stochastic solver (Karras et al. 2022, Algorithm 2), in (x̂, σ).
 
     At each t_i in [S_tmin, S_tmax], raise the noise level to t̂ = (1 + γ)·t_i,
     γ = min(S_churn/N, √2 − 1), by adding sqrt(t̂² − t_i²)·S_noise·z; then take

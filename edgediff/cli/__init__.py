@@ -8,13 +8,14 @@ import importlib
 import click
 
 from edgediff import __version__
-from edgediff.errors import EdgediffError
+from edgediff.errors import EdgediffError, missing_extra_for
 
 # subcommand -> (module under edgediff.cli, one-line help shown by --help)
 _COMMANDS = {
     "build": ("build", "Build a TensorRT engine from an exported ONNX file."),
     "demo": ("demo", "Sample the bundled model with several solvers and compare them."),
     "export": ("export", "Export a model to ONNX with its preconditioning folded in."),
+    "generate": ("generate", "Generate many samples as resumable shards, here or on Ray."),
     "info": ("info", "Show what a model, an ONNX artifact or a TensorRT plan holds."),
     "sample": ("sample", "Sample an exported model with the torch-free runtime."),
     "bench": ("bench", "Compare solvers on one model by speed and quality."),
@@ -43,6 +44,11 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgediffError as e:  # user errors: one line, non-zero exit, no traceback
             raise click.ClickException(str(e)) from None
+        except ModuleNotFoundError as e:  # the one place a missing extra becomes its line
+            missing = missing_extra_for(e)
+            if missing is None:
+                raise
+            raise click.ClickException(str(missing)) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

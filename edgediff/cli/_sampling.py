@@ -1,4 +1,4 @@
-"""Options shared by ``sample`` and ``bench``: which sampler, which backend."""
+"""Options shared by ``sample`` and ``bench``: which solver, which backend."""
 
 from __future__ import annotations
 
@@ -45,10 +45,10 @@ def solver_options(f):
     """--preset/--solver/--steps and one typed flag per catalogue option."""
     opts = [
         click.option("--preset", default=None, metavar="NAME",
-                     help="A sampler preset from configs/samplers.toml (edgediff sample "
+                     help="A solver preset from configs/solvers.toml (edgediff sample "
                           "--list-presets); options below override it."),
         click.option("--solver", type=click.Choice(SOLVER_NAMES), default=None,
-                     help="Step loop. Default: the preset's, else the model's default sampler."),
+                     help="Step loop. Default: the preset's, else the model's default solver."),
         click.option("--steps", type=click.IntRange(1), default=None,
                      help="Number of steps (Heun-type solvers spend 2 NFE per step, 1 on the "
                           "last)."),
@@ -57,6 +57,35 @@ def solver_options(f):
     for opt in reversed(opts):
         f = opt(f)
     return f
+
+
+def conditioning_options(f):
+    """--class, --guidance and --guide, for class-conditional models."""
+    opts = [
+        click.option("--class", "classes", default=None, metavar="ID|A,B,…|all",
+                     help="Class-conditional models: the class of every sample, or a list (or "
+                          "all) to draw --num samples of each, one grid row per class."),
+        click.option("--guidance", type=click.FloatRange(0), default=None, metavar="W",
+                     help="Guidance scale w: D = D_u + w·(D_c − D_u). Classifier-free against "
+                          "the null label (one launch on a graph exported with --guidance), or "
+                          "autoguidance with --guide. 1: the conditional model alone."),
+        click.option("--guide", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     default=None,
+                     help="Autoguidance (Karras et al. 2024): a second, weaker artifact of the "
+                          "same shape, σ range and classes to guide against."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def ray_option(f):
+    return click.option(
+        "--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+        metavar="[ADDRESS]",
+        help="Run on Ray (pip install \"edgediff[ray]\"): --ray alone starts a local "
+             "cluster, --ray=auto joins the one this machine belongs to, --ray=HOST:PORT "
+             "or ray://… another.")(f)
 
 
 def backend_options(f):
@@ -98,24 +127,13 @@ def resolve(preset: str | None, solver: str | None, steps: int | None,
     return solver, steps, options
 
 
-def read_metadata_file(path: Path | None) -> dict | None:
-    """The JSON object of a --metadata file, or None without one."""
-    if path is None:
-        return None
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise EdgediffError(f"cannot read --metadata {path}: {e}") from None
-
-
 def load_artifact(path: Path, provider: str, threads: int | None, cuda_graph: bool,
                   metadata_file: Path | None = None, max_batch: int = 16):
     from edgediff import runtime
+    from edgediff.artifact import read_metadata_json
 
     return runtime.load(path, provider=provider, threads=threads, cuda_graph=cuda_graph,
-                        metadata=read_metadata_file(metadata_file), max_batch=max_batch)
+                        metadata=read_metadata_json(metadata_file), max_batch=max_batch)
 
 
 def pass_knobs(f):

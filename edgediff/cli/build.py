@@ -2,42 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
-
-from edgediff.errors import EdgediffError
-
-
-def read_onnx_metadata(path: Path, overrides: dict | None = None) -> dict[str, str]:
-    """The file's metadata_props, read with whichever of onnxruntime / onnx is installed,
-    with ``overrides`` on top; a clear error when the file is not ONNX or the result is
-    not complete edgediff metadata."""
-    from edgediff.artifact import ArtifactInfo, props_with_overrides
-
-    props = None
-    try:
-        import onnxruntime as ort
-
-        try:
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception:
-            raise EdgediffError(f"{path} is not an ONNX model ONNX Runtime can read") from None
-        props = dict(sess.get_modelmeta().custom_metadata_map)
-    except ImportError:
-        try:
-            import onnx
-        except ImportError:
-            raise EdgediffError('reading ONNX needs onnxruntime or onnx: '
-                                'pip install "edgediff[cpu]"') from None
-        try:
-            props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-        except Exception:
-            raise EdgediffError(f"{path} is not an ONNX model") from None
-    props = props_with_overrides(props, overrides)
-    ArtifactInfo.from_props(props, where=str(path))  # raises unless it is an edgediff export
-    return props
 
 
 @click.command("build")
@@ -70,20 +37,13 @@ def command(onnx_file, out, fp16, tf32, min_batch, opt_batch, max_batch, workspa
     Example:
       edgediff build digits.onnx -o digits.plan --fp16 --max-batch 16
     """
-    from edgediff.export.tensorrt import BuildSettings, build_engine, graph_qdq, write_plan
+    from edgediff.artifact import read_metadata_json
+    from edgediff.export.tensorrt import BuildSettings, build_plan
 
-    if out.exists() and not force:
-        raise EdgediffError(f"{out} exists; pass --force to overwrite it")
-    if not out.resolve().parent.is_dir():
-        raise EdgediffError(f"cannot write {out}: its folder does not exist")
     settings = BuildSettings(min_batch, opt_batch, max_batch, fp16, tf32, workspace_mib,
                              timing_cache)
-    from edgediff.cli._sampling import read_metadata_file
-
-    metadata = read_onnx_metadata(onnx_file, read_metadata_file(metadata_file))
-    settings = dataclasses.replace(settings, int8=graph_qdq(onnx_file))  # Q/DQ: int8
-    engine, sidecar = build_engine(onnx_file, metadata, settings)
-    write_plan(out, engine, sidecar)
-    click.echo(f"wrote {out} ({len(engine) / 2**20:.2f} MiB) and {out}.json: TensorRT "
+    sidecar, size = build_plan(onnx_file, out, settings, read_metadata_json(metadata_file),
+                               force=force)
+    click.echo(f"wrote {out} ({size / 2**20:.2f} MiB) and {out}.json: TensorRT "
                f"{sidecar['tensorrt_version']}, {sidecar['gpu_name']} "
                f"(sm {sidecar['compute_capability']}), {', '.join(sidecar['precision']) or 'fp32'}")

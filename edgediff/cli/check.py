@@ -6,66 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgediff.errors import EdgediffError, missing_extra
-
-AUTO_SOURCES = ("bundled", "bundled-cond", "mixture2d", "mixture2d-cond")
-
-
-def _check_onnx(path: Path, source: str | None, allow_pickle: bool, atol: float,
-                rtol: float) -> None:
-    try:
-        from edgediff.cli.export import resolve_source
-        from edgediff.export.onnx import export_graph, validate_onnx
-    except ImportError:
-        raise missing_extra("torch", "torch") from None
-    from edgediff import runtime
-
-    info = runtime.load(path).info
-    if source is None:  # the shipped models are found by their hash
-        for name in AUTO_SOURCES:
-            try:
-                model, digest = resolve_source(name)
-            except EdgediffError:  # not shipped with this install
-                continue
-            if digest == info.source_sha256:
-                source = name
-                break
-        else:
-            raise EdgediffError(f"{path} was not exported from a model edgediff ships; name its "
-                                f"source: edgediff check {path} SOURCE")
-    else:
-        model, digest = resolve_source(source, allow_pickle)
-    if tuple(model.config["sample_shape"]) != info.sample_shape:
-        raise EdgediffError(f"{source} makes samples of shape {tuple(model.config['sample_shape'])}"
-                            f", {path} of {info.sample_shape}: they are different models")
-    if digest != info.source_sha256:
-        click.echo(f"warning: {source} is not the file {path} was exported from (sha256 "
-                   f"{digest[:12]}… vs {info.source_sha256[:12]}…)", err=True)
-    if bool(model.config.get("num_classes")) != bool(info.num_classes):
-        raise EdgediffError(f"{source} and {path} differ in conditioning: one is "
-                            f"class-conditional, the other not")
-    result = validate_onnx(path, export_graph(model.denoiser.float().eval(), info), info, atol,
-                           rtol)
-    click.echo(f"{path} vs {source} (torch): {result}")
-    if not result.ok:
-        raise EdgediffError(f"{path} does not match {source} within tolerance")
-
-
-def _check_plan(path: Path, onnx_path: Path | None, atol: float, rtol: float) -> None:
-    from edgediff.compare import compare_backends
-    from edgediff.runtime.tensorrt import plan_info
-
-    _, side = plan_info(path)
-    onnx_path = onnx_path or path.with_name(side["onnx_file"])
-    if not onnx_path.is_file():
-        raise EdgediffError(f"the plan's ONNX file {onnx_path} is not there; pass --onnx PATH")
-    from edgediff import runtime
-
-    result = compare_backends(runtime.load(path), runtime.load(onnx_path), atol, rtol)
-    click.echo(f"{path} (TensorRT) vs {onnx_path} (ONNX Runtime): {result}")
-    if not result.ok:
-        raise EdgediffError(f"{path} does not match {onnx_path} within tolerance (an --fp16 "
-                            f"plan needs looser --atol/--rtol)")
+from edgediff.errors import EdgediffError
 
 
 @click.command("check")
@@ -96,8 +37,12 @@ def command(artifact, source, onnx_path, atol, rtol, allow_pickle):
       edgediff check my-model.onnx my-model.safetensors --atol 1e-3
       edgediff check digits.plan --atol 2e-2 --rtol 2e-2
     """
-    if artifact.suffix == ".onnx":
-        return _check_onnx(artifact, source, allow_pickle, atol, rtol)
-    if artifact.suffix in (".plan", ".engine"):
-        return _check_plan(artifact, onnx_path, atol, rtol)
-    raise EdgediffError(f"{artifact} is neither an .onnx file nor a TensorRT .plan")
+    from edgediff.lab.compare import check_artifact
+
+    check = check_artifact(artifact, source, onnx_path=onnx_path, atol=atol, rtol=rtol,
+                           allow_pickle=allow_pickle)
+    if check.warning:
+        click.echo(check.warning, err=True)
+    click.echo(str(check))
+    if check.failure:
+        raise EdgediffError(check.failure)

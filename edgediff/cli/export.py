@@ -2,41 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import click
-
-from edgediff.errors import EdgediffError, missing_extra
-
-
-def resolve_source(source: str, allow_pickle: bool = False):
-    """(LoadedModel, sha256 of its weights) for a checkpoint, a diffusers folder,
-    'bundled', 'bundled-cond' (the class-conditional digits model), 'mixture2d' or
-    'mixture2d-cond' (its classes are its components)."""
-    try:
-        from edgediff.export.onnx import sha256_of
-        from edgediff.models.analytic import mixture_model
-        from edgediff.models.bundled import bundled_path
-        from edgediff.models.loader import load_model
-    except ImportError:
-        raise missing_extra("torch", "torch") from None
-    if source in ("mixture2d", "mixture2d-cond"):
-        model = mixture_model(conditional=source == "mixture2d-cond")
-        described = model.config["architecture"]["args"]
-        if source == "mixture2d-cond":  # not the unconditional one's hash
-            described = {**described, "num_classes": model.config["num_classes"]}
-        digest = hashlib.sha256(json.dumps(described).encode()).hexdigest()
-        return model, digest
-    from edgediff.models.bundled import CONDITIONAL
-
-    path = bundled_path() if source == "bundled" else bundled_path(CONDITIONAL) \
-        if source == "bundled-cond" else Path(source)
-    model = load_model(path, allow_pickle=allow_pickle)
-    weights = path if path.is_dir() or path.suffix not in ("", ".json") else \
-        path.with_name(path.with_suffix("").name + ".safetensors")
-    return model, sha256_of(weights)
 
 
 @click.command("export")
@@ -69,10 +37,10 @@ def resolve_source(source: str, allow_pickle: bool = False):
                    "preconditioning and the noise embedding stay float32. Refused if it "
                    "strays past --int8-tolerance from the float32 graph.")
 @click.option("--calibration", type=click.IntRange(1), default=64, show_default=True,
-              metavar="N", help="--int8: samples of the default sampler to calibrate on.")
+              metavar="N", help="--int8: samples of the default solver to calibrate on.")
 @click.option("--calibration-method", default="trajectory", show_default=True,
               type=click.Choice(["trajectory", "noise", "single_sigma"]),
-              help="--int8: every call of the default sampler (trajectory), pure noise at "
+              help="--int8: every call of the default solver (trajectory), pure noise at "
                    "random σ, or the trajectories at the one σ nearest σ_data (the last two "
                    "for comparison).")
 @click.option("--int8-target", type=click.Choice(["onnxruntime", "tensorrt"]),
@@ -106,20 +74,13 @@ def command(source, out, force, opset, no_validate, fp16, atol, rtol, guidance, 
       edgediff export bundled -o digits-trt8.onnx --int8 --int8-target tensorrt
       edgediff export mixture2d-cond -o mix-cfg.onnx --guidance
     """
-    try:
-        from edgediff.export.onnx import export_onnx
-    except ImportError:
-        raise missing_extra("torch", "torch") from None
-    model, digest = resolve_source(source, allow_pickle)
-    if null_label is not None:
-        if not model.config.get("num_classes"):
-            raise EdgediffError("--null-label: this model is not class-conditional")
-        model.config["null_label"] = null_label
-    result = export_onnx(model, out, source_sha256=digest, opset=opset, force=force,
-                         validate=not no_validate, atol=atol, rtol=rtol, fp16=fp16,
-                         guidance=guidance, int8=int8, calibration=calibration,
-                         calibration_method=calibration_method, int8_tolerance=int8_tolerance,
-                         int8_target=int8_target)
+    from edgediff.export.onnx import export_source
+
+    model, result = export_source(
+        source, out, allow_pickle=allow_pickle, null_label=null_label, opset=opset, force=force,
+        validate=not no_validate, atol=atol, rtol=rtol, fp16=fp16, guidance=guidance, int8=int8,
+        calibration=calibration, calibration_method=calibration_method,
+        int8_tolerance=int8_tolerance, int8_target=int8_target)
     if result is not None:
         click.echo(result if int8 else f"ONNX Runtime vs torch {result}")
     size = Path(out).stat().st_size

@@ -24,7 +24,7 @@ def _artifact_lines(info) -> list[tuple[str, str]]:
         ("schedule", json.dumps(sched)),
         ("σ range", f"{info.sigma_min:.4g} … {info.sigma_max:.4g} (σ_data {info.sigma_data:g})"),
         ("data range", f"{info.data_range[0]:g} … {info.data_range[1]:g}"),
-        ("default sampler", json.dumps(info.default_sampler)),
+        ("default solver", json.dumps(info.default_solver)),
         ("precision", info.precision),
         ("source sha256", info.source_sha256),
         ("quality reference", json.dumps(info.reference) if info.reference else "none"),
@@ -37,7 +37,7 @@ def _artifact_lines(info) -> list[tuple[str, str]]:
 
 def _onnx(path: Path, as_json: bool) -> None:
     from edgediff.artifact import ArtifactInfo
-    from edgediff.cli.build import read_onnx_metadata
+    from edgediff.runtime.ort import read_onnx_metadata
 
     props = read_onnx_metadata(path)
     info = ArtifactInfo.from_props(props, where=str(path))  # checked, --json or not
@@ -48,24 +48,8 @@ def _onnx(path: Path, as_json: bool) -> None:
             *_artifact_lines(info)])
 
 
-def runnable_here(sidecar: dict, plan: Path) -> str:
-    """Whether this machine can run the plan, and if not, why — without deserializing it."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        return 'no: TensorRT is not installed (pip install "edgediff[trt]")'
-    from edgediff.export.tensorrt import check_compatible, gpu_identity
-
-    try:
-        _, cc = gpu_identity()
-        check_compatible(sidecar, trt.__version__, cc, str(plan))
-    except EdgediffError as e:
-        return f"no: {e}"
-    return "yes"
-
-
 def _plan(path: Path, as_json: bool) -> None:
-    from edgediff.runtime.tensorrt import plan_info
+    from edgediff.runtime.tensorrt import plan_info, runs_here
 
     info, side = plan_info(path)
     if as_json:
@@ -80,7 +64,7 @@ def _plan(path: Path, as_json: bool) -> None:
         ("precision flags", ", ".join(side["precision"]) or "fp32"),
         ("batch profile", f"min {profile[0][0]}, opt {profile[1][0]}, max {profile[2][0]}"),
         ("from", f"{side['onnx_file']} (sha256 {side['onnx_sha256'][:16]}…)"),
-        ("runs here", runnable_here(side, path)),
+        ("runs here", runs_here(side, path)),
     ])
 
 

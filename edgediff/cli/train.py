@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import click
-
-from edgediff.errors import EdgediffError, missing_extra
-
-SCHEDULE_FOR = {"edm": "EDMSchedule", "vp": "VPSchedule", "ve": "VESchedule"}
 
 
 @click.command("train")
@@ -49,43 +44,10 @@ def command(dataset, out, parameterization, channels, steps, batch, lr, ema_half
       edgediff train digits -o digits-edm --steps 8000 --seed 0      # the bundled model
       edgediff train digits -o digits-cond --class-conditional --label-dropout 0.2
     """
-    try:
-        import torch
+    from edgediff.models.training import train_dataset
 
-        from edgediff import schedules
-        from edgediff.models.checkpoint import make_config
-        from edgediff.models.training import NUM_CLASSES, TrainSettings, load_dataset, train
-    except ImportError:
-        raise missing_extra("torch", "torch") from None
-    if not Path(out).resolve().parent.is_dir():
-        raise EdgediffError(f"cannot write {out}: its folder does not exist")
-    if threads:
-        torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING)
-    data, labels = load_dataset(dataset, "train", seed=0, labels=True)
-    num_classes = NUM_CLASSES[dataset] if class_conditional else 0
-    schedule = getattr(schedules, SCHEDULE_FOR[parameterization])()
-    if dataset == "digits":
-        arch, args = "unet", {"img_resolution": 8, "in_channels": 1, "out_channels": 1,
-                              "model_channels": channels, "channel_mult": [1, 2],
-                              "num_blocks": 2, "attn_resolutions": [4], "label_dim": num_classes}
-    else:
-        arch, args = "mlp", {"dim": 2, "hidden": channels * 4, "depth": 4}
-        if class_conditional:
-            args["label_dim"] = num_classes
-    command_line = (f"edgediff train {dataset} -o {Path(out).name} --parameterization "
-                    f"{parameterization} --channels {channels} --steps {steps} --batch {batch} "
-                    f"--lr {lr} --ema-halflife {ema_halflife} --seed {seed}"
-                    + (f" --class-conditional --label-dropout {label_dropout}"
-                       if class_conditional else ""))
-    config = make_config(arch, args, parameterization, schedule, data.shape[1:],
-                         provenance={"dataset": dataset, "command": command_line,
-                                     "torch": torch.__version__})
-    if num_classes:
-        config["num_classes"] = num_classes
-    settings = TrainSettings(steps=steps, batch=batch, lr=lr, ema_halflife=ema_halflife,
-                             seed=seed, checkpoint_every=max(1, min(1000, steps)),
-                             label_dropout=label_dropout if num_classes else 0.0)
+
     with click.progressbar(length=steps, label=f"training {dataset}/{parameterization}",
                            item_show_func=lambda loss: f"loss {loss:.4f}" if loss else "",
                            show_pos=True, file=sys.stderr) as bar:
@@ -95,6 +57,8 @@ def command(dataset, out, parameterization, channels, steps, batch, lr, ema_half
             bar.update(step - last[0], loss)
             last[0] = step
 
-        train(config, data, out, settings, resume=resume, progress=progress,
-              labels=labels if num_classes else None)
+        train_dataset(dataset, out, parameterization=parameterization, channels=channels,
+                      steps=steps, batch=batch, lr=lr, ema_halflife=ema_halflife, seed=seed,
+                      threads=threads, class_conditional=class_conditional,
+                      label_dropout=label_dropout, resume=resume, progress=progress)
     click.echo(f"wrote {out}.safetensors and {out}.json")

@@ -233,7 +233,7 @@ def test_the_installed_executable_samples_and_fails_cleanly(artifacts, tmp_path)
 
 def test_metadata_file_overrides_the_artifacts_own(artifacts, tmp_path):
     meta = tmp_path / "meta.json"
-    meta.write_text(json.dumps({"default_sampler": {"solver": "dpmpp_2m", "steps": 7}}))
+    meta.write_text(json.dumps({"default_solver": {"solver": "dpmpp_2m", "steps": 7}}))
     r = run("sample", artifacts["mixture"], "--num", 4, "--metadata", meta, "-o", tmp_path / "s")
     assert r.exit_code == 0, r.output
     with np.load(tmp_path / "s" / "samples.npz") as z:
@@ -245,7 +245,7 @@ def test_metadata_file_overrides_the_artifacts_own(artifacts, tmp_path):
 
 
 @pytest.mark.parametrize("key,value", [("sigma_data", "-1"), ("sample_shape", "[0]"),
-                                       ("default_sampler", '{"solver": "ddim", "eta": 9}'),
+                                       ("default_solver", '{"solver": "ddim", "eta": 9}'),
                                        ("format_version", "99")])
 def test_a_hand_edited_artifact_is_refused_by_info_and_load_in_one_line(artifacts, tmp_path,
                                                                         key, value):

@@ -16,13 +16,13 @@ from edgediff.errors import EdgediffError
 from edgediff.grids import settings_grid
 from edgediff.mixture import default_mixture_2d
 from edgediff.schedules import DiscreteSchedule, EDMSchedule
-from edgediff.solvers import SamplerSettings
+from edgediff.solvers import SolverSettings
 
 
 def edm_info(**change) -> ArtifactInfo:
     fields = dict(parameterization="analytic", schedule=EDMSchedule(), sigma_min=0.002,
                   sigma_max=80.0, sigma_data=0.5, sample_shape=(2,), data_range=(-3.0, 3.0),
-                  source_sha256="0" * 64, default_sampler={"solver": "heun", "steps": 18},
+                  source_sha256="0" * 64, default_solver={"solver": "heun", "steps": 18},
                   precision="fp32", reference={"kind": "gaussian_mixture",
                                                "mixture": default_mixture_2d().to_dict()})
     return ArtifactInfo(**{**fields, **change})
@@ -54,9 +54,39 @@ def test_format_1_artifacts_still_load_as_unconditional():
     assert (cond.num_classes, cond.null_label, cond.guidance_input) == (3, 3, True)
 
 
+def old_names(props: dict[str, str]) -> dict[str, str]:
+    """The metadata as formats 1 and 2 wrote it: default_sampler, not default_solver."""
+    out = dict(props)
+    out[PREFIX + "default_sampler"] = out.pop(PREFIX + "default_solver")
+    return out
+
+
+@pytest.mark.parametrize("version", ["1", "2"])
+def test_files_written_before_the_rename_still_load(version):
+    old = {**old_names(REAL["ddpm"]), PREFIX + "format_version": version}
+    info = ArtifactInfo.from_props(old)
+    assert info.default_solver == ArtifactInfo.from_props(REAL["ddpm"]).default_solver
+    assert PREFIX + "default_sampler" not in info.to_props()  # written under the new name
+
+
+def test_both_names_with_different_values_are_refused():
+    both = {**REAL["edm"], PREFIX + "default_sampler": '{"solver": "euler", "steps": 9}'}
+    with pytest.raises(EdgediffError, match=r"edgediff\.default_sampler = .* old name of "
+                                            r"edgediff\.default_solver"):
+        ArtifactInfo.from_props(both)
+    same = {**REAL["edm"], PREFIX + "default_sampler": REAL["edm"][PREFIX + "default_solver"]}
+    assert ArtifactInfo.from_props(same).to_props() == REAL["edm"]
+
+
+def test_a_metadata_file_may_use_the_old_name():
+    props = props_with_overrides(REAL["edm"], {"default_sampler": {"solver": "euler",
+                                                                   "steps": 7}})
+    assert ArtifactInfo.from_props(props).default_solver == {"solver": "euler", "steps": 7}
+
+
 # (key, bad value as it would stand in the file, what the message must say is allowed)
 BAD = [
-    ("format_version", "3", "upgrade edgediff"),
+    ("format_version", str(FORMAT_VERSION + 1), "upgrade edgediff"),
     ("format_version", "one", "an integer from 1 to"),
     ("format_version", "0", "an integer from 1 to"),
     ("parameterization", "eps", "one of edm, vp, ve, epsilon"),
@@ -75,11 +105,11 @@ BAD = [
     ("data_range", "[-1, NaN]", "two finite numbers"),
     ("data_range", "[-1, 0, 1]", "two finite numbers"),
     ("source_sha256", "xyz", "64 lowercase hex digits"),
-    ("default_sampler", '{"solver": "rk4"}', "unknown solver 'rk4'"),
-    ("default_sampler", '{"solver": "ddim", "eta": 3}', "eta = 3 is not allowed"),
-    ("default_sampler", '{"solver": "heun", "steps": 0}', "steps must be an integer ≥ 1"),
-    ("default_sampler", '{"solver": "heun", "rho": 0.5}', "rho = 0.5 is not allowed"),
-    ("default_sampler", '"heun"', "a JSON object"),
+    ("default_solver", '{"solver": "rk4"}', "unknown solver 'rk4'"),
+    ("default_solver", '{"solver": "ddim", "eta": 3}', "eta = 3 is not allowed"),
+    ("default_solver", '{"solver": "heun", "steps": 0}', "steps must be an integer ≥ 1"),
+    ("default_solver", '{"solver": "heun", "rho": 0.5}', "rho = 0.5 is not allowed"),
+    ("default_solver", '"heun"', "a JSON object"),
     ("precision", "fp8", "one of fp32, fp16"),
     ("schedule", '{"name": "cosine"}', "unknown schedule 'cosine'"),
     ("schedule", '{"name": "edm", "sigma_min": 0.002, "sigma_max": 80, "rho": Infinity}',
@@ -142,9 +172,9 @@ def test_a_bad_discrete_sigma_table_is_refused(mutate, allowed):
     assert allowed in str(e.value)
 
 
-def test_a_default_sampler_whose_grid_leaves_the_sigma_range_is_refused_at_load():
+def test_a_default_solver_whose_grid_leaves_the_sigma_range_is_refused_at_load():
     props = {**REAL["edm"], PREFIX + "sigma_max": "40.0"}  # the EDM schedule's grid reaches 80
-    with pytest.raises(EdgediffError, match=r"edgediff\.default_sampler = .* the model knows "
+    with pytest.raises(EdgediffError, match=r"edgediff\.default_solver = .* the model knows "
                                             r"\[0\.002, 40\]"):
         ArtifactInfo.from_props(props)
 
@@ -196,7 +226,7 @@ def mutated(draw):
             props.pop(full, None)
         elif how == "edit" and full in props and len(props[full]) < 200:
             props[full] = draw(near(props[full]))
-        elif how == "inner" and key in ("schedule", "default_sampler", "reference",
+        elif how == "inner" and key in ("schedule", "default_solver", "reference",
                                         "conditioning") \
                 and full in props:
             inner = json.loads(props[full])
@@ -214,8 +244,8 @@ def either_loads_or_refuses(props):
     except EdgediffError as e:
         assert str(e) and "\n" not in str(e)
         return None
-    # what loads can be sampled: its default sampler resolves onto a grid in range
-    grid = settings_grid(info, SamplerSettings.resolve(info))
+    # what loads can be sampled: its default solver resolves onto a grid in range
+    grid = settings_grid(info, SolverSettings.resolve(info))
     assert all(math.isfinite(s) for s in grid) and grid[-1] == 0
     assert info.to_props() is not None
     return info

@@ -24,7 +24,7 @@ from edgediff.export.tensorrt import BuildSettings, graph_qdq, precision_flags, 
 
 @pytest.fixture(scope="module")
 def bundled():
-    from edgediff.cli.export import resolve_source
+    from edgediff.models.loader import resolve_source
 
     return resolve_source("bundled")
 
@@ -90,7 +90,7 @@ def test_the_metadata_records_precision_and_calibration(int8):
     cal = D.info.calibration
     assert cal["method"] == "trajectory" and cal["samples"] == 8 and cal["target"] == target
     assert cal["calls"] == result.calls == 35  # one batch of 8, Heun 18 = 35 NFE
-    assert cal["sampler"] == {"solver": "heun", "steps": 18}
+    assert cal["solver"] == {"solver": "heun", "steps": 18}
     kept = cal["float32_nodes"]
     assert any("map_noise" in n for n in kept) and any("/skip/" in n for n in kept)
     assert all(any(k in n for k in KEEP_FLOAT) for n in kept)

@@ -36,7 +36,7 @@ def test_bundled_export_is_a_checked_self_describing_graph(bundled_onnx):
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     info = ArtifactInfo.from_props(sess.get_modelmeta().custom_metadata_map)
     assert info.parameterization == "edm" and info.sample_shape == (1, 8, 8)
-    assert info.default_sampler == {"solver": "heun", "steps": 18}
+    assert info.default_solver == {"solver": "heun", "steps": 18}
     assert len(info.source_sha256) == 64 and info.precision == "fp32"
     for batch in (1, 7):  # dynamic batch
         (y,) = sess.run(None, {"x": np.zeros((batch, 1, 8, 8), np.float32),

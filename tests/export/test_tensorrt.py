@@ -10,17 +10,14 @@ from click.testing import CliRunner
 
 from edgediff.cli import main
 from edgediff.errors import EdgediffError
-from edgediff.export.tensorrt import (
-    BuildSettings,
+from edgediff.export.tensorrt import BuildSettings, make_sidecar, plan_profile, write_plan
+from edgediff.fileio import sha256_of
+from edgediff.plan import (
     check_compatible,
     check_plan_bytes,
-    file_sha256,
-    make_sidecar,
-    plan_profile,
     profile_batch_range,
     read_sidecar,
     sidecar_path,
-    write_plan,
 )
 
 pytest.importorskip("onnx", reason="onnx is not installed")
@@ -57,7 +54,7 @@ def test_sidecar_records_source_build_and_metadata(mixture_onnx):
     path, meta = mixture_onnx
     s = BuildSettings(opt_batch=8, max_batch=64, fp16=True, workspace_mib=256)
     side = make_sidecar(path, meta, s, "10.3.0", "NVIDIA Orin", "8.7")
-    assert side["onnx_sha256"] == file_sha256(path)
+    assert side["onnx_sha256"] == sha256_of(path)
     assert side["metadata"]["edgediff.parameterization"] == "analytic"
     assert side["precision"] == ["fp16", "tf32"]
     assert side["profiles"][0]["x"] == [[1, 2], [8, 2], [64, 2]]
@@ -220,10 +217,10 @@ def test_an_int8_qdq_graph_builds_in_int8_and_samples_like_onnxruntime(tmp_path)
     is built with INT8 (explicit quantization, recorded in the sidecar) and samples
     within the int8 export's own tolerance of ONNX Runtime on the same QDQ graph."""
     from edgediff import runtime
-    from edgediff.cli.export import resolve_source
     from edgediff.export.onnx import export_onnx
     from edgediff.export.quantize import INT8_TOLERANCE
-    from edgediff.export.tensorrt import read_sidecar
+    from edgediff.models.loader import resolve_source
+    from edgediff.plan import read_sidecar
 
     model, digest = resolve_source("bundled")
     onnx_path, plan = tmp_path / "d8.onnx", tmp_path / "d8.plan"

@@ -3,10 +3,10 @@
 import numpy as np
 import torch
 
-from edgediff.features import DigitsFeatures
-from edgediff.metrics import frechet_distance
+from edgediff.datasets import load_dataset
+from edgediff.lab.features import DigitsFeatures
+from edgediff.lab.metrics import frechet_distance
 from edgediff.models.bundled import bundled_path, load_bundled
-from edgediff.models.training import load_dataset
 from edgediff.samplers import at_precision, heun
 from edgediff.schedules import EDMSchedule
 

@@ -195,7 +195,7 @@ def test_loaded_config_records_the_source(tmp_path):
 @pytest.mark.parametrize("clip_sample,clip_range", [(True, 1.0), (True, 2.5), (False, 1.0)])
 def test_clip_sample_travels_into_the_artifact(tmp_path, clip_sample, clip_range):
     """clip_sample and its range become the data range and the exported default
-    sampler's clip, which the runtime then applies."""
+    solver's clip, which the runtime then applies."""
     from edgediff import runtime
     from edgediff.export.onnx import export_onnx
 
@@ -207,7 +207,7 @@ def test_clip_sample_travels_into_the_artifact(tmp_path, clip_sample, clip_range
     export_onnx(loaded, tmp_path / "m.onnx", source_sha256="0" * 64)
     D = runtime.load(tmp_path / "m.onnx")
     assert D.info.data_range == (-clip_range, clip_range)
-    assert D.info.default_sampler.get("clip", False) is clip_sample
+    assert D.info.default_solver.get("clip", False) is clip_sample
     x = runtime.sample(D, 2, steps=4)
     if clip_sample:  # a random ε-UNet's samples leave any data range unless clamped
         assert x.min() >= -clip_range and x.max() <= clip_range

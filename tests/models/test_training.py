@@ -4,15 +4,10 @@ import torch
 from click.testing import CliRunner
 
 from edgediff.cli import main
+from edgediff.datasets import load_dataset
 from edgediff.errors import EdgediffError
 from edgediff.models.checkpoint import load_checkpoint, make_config
-from edgediff.models.training import (
-    TrainSettings,
-    load_dataset,
-    loss_weight,
-    sample_sigma,
-    train,
-)
+from edgediff.models.training import TrainSettings, loss_weight, sample_sigma, train
 from edgediff.schedules import EDMSchedule, VESchedule, VPSchedule
 
 MLP = {"dim": 2, "hidden": 32, "depth": 2}

@@ -93,7 +93,7 @@ STOCHASTIC = {"edm": (64, {"S_churn": 40.0, "S_tmin": 0.05, "S_tmax": 50.0}),
 @pytest.mark.parametrize("solver", sorted(STOCHASTIC))
 @pytest.mark.parametrize("k", [0, 1, 2])
 def test_guidance_1_samples_the_requested_component(k, solver):
-    """w = 1 is the conditional model: the stochastic samplers reproduce component
+    """w = 1 is the conditional model: the stochastic solvers reproduce component
     k's mean within Z standard errors τ/√n and its variance within Z·τ²·√(2/(n−1))
     plus a stated 5 % allowance for discretisation (as the unconditional moments
     test). Every sample is at its own component: none strays to another mode."""

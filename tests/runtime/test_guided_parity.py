@@ -18,7 +18,7 @@ from edgediff.mixture import GaussianMixture, default_mixture_2d
 from edgediff.noise import NoiseStreams
 from edgediff.runtime.guidance import guided_denoiser
 from edgediff.samplers.reference import reference_run
-from edgediff.solvers import CATALOGUE, SOLVER_NAMES, SamplerSettings
+from edgediff.solvers import CATALOGUE, SOLVER_NAMES, SolverSettings
 from edgediff.tolerance import TrajectoryScale
 
 STEPS = {"ddpm": 30, "euler_maruyama": 30, "euler": 12, "heun": 8, "edm": 10, "ddim": 12,
@@ -84,7 +84,7 @@ def test_guided_runtime_matches_the_torch_reference(artifacts, name, form, solve
     D = runtime.load(cfg if form == "b" else plain)
     guide = runtime.load(guide_path) if form == "c" else None
     info, steps = D.info, STEPS[solver]
-    settings = SamplerSettings(solver, steps, OPTIONS.get(solver, {}))
+    settings = SolverSettings(solver, steps, OPTIONS.get(solver, {}))
     sigmas = runtime.sigma_grid(info, steps).tolist()
     labels = labels_for(info)
     scale = TrajectoryScale.for_solver(CATALOGUE[solver], info.data_range)

@@ -16,7 +16,7 @@ import pytest
 from edgediff import runtime
 from edgediff.noise import NoiseStreams
 from edgediff.samplers.reference import reference_run
-from edgediff.solvers import CATALOGUE, SamplerSettings
+from edgediff.solvers import CATALOGUE, SolverSettings
 from edgediff.tolerance import TrajectoryScale
 
 # case -> (solver, steps, options): enough steps to exercise each loop, few enough to stay quick
@@ -51,7 +51,7 @@ def test_runtime_matches_torch_reference(exported, name, case):
     model, path = exported[name]
     D = runtime.load(path, threads=2)
     solver, steps, options = CASES[case]
-    settings = SamplerSettings(solver, steps, options)
+    settings = SolverSettings(solver, steps, options)
     sigmas = runtime.sigma_grid(D.info, steps).tolist()
     streams = NoiseStreams(SEED, range(BATCH), D.info.sample_shape)
     scale = TrajectoryScale.for_solver(CATALOGUE[solver], D.info.data_range)
@@ -67,7 +67,7 @@ def test_parity_would_catch_a_different_noise_stream(exported):
     """The oracle has teeth: one different seed on the torch side fails the bound."""
     model, path = exported["mixture"]
     D = runtime.load(path)
-    settings = SamplerSettings("ddpm", 60, {})
+    settings = SolverSettings("ddpm", 60, {})
     sigmas = runtime.sigma_grid(D.info, 60).tolist()
     scale = TrajectoryScale(1, D.info.data_range)
     got = runtime.sample_batch(D, settings, sigmas, NoiseStreams(SEED, range(BATCH), (2,)),
@@ -85,7 +85,7 @@ def test_clip_clamps_every_denoised_estimate(exported, solver):
     lo, hi = D.info.data_range
     runs = {}
     for clip in (False, True):
-        settings = SamplerSettings(solver, 12, {"clip": clip})
+        settings = SolverSettings(solver, 12, {"clip": clip})
         sigmas = runtime.sigma_grid(D.info, 12).tolist()
         seen, scale = [], TrajectoryScale(1, D.info.data_range)
 

@@ -273,7 +273,7 @@ def test_metadata_overrides_describe_a_foreign_onnx_file(tmp_path):
             "sigma_min": 0.002, "sigma_max": 80.0, "sigma_data": 1.0, "sample_shape": [2],
             "data_range": [-3, 3]}
     D = runtime.load(path, metadata=meta)
-    assert D.info.sample_shape == (2,) and D.info.default_sampler["solver"] == "heun"
+    assert D.info.sample_shape == (2,) and D.info.default_solver["solver"] == "heun"
     samples = runtime.sample(D, 500, seed=0)
     # the data are N(0, I): the PF-ODE maps N(0, (1+σ_max²)I) onto them
     assert abs(samples.std() - 1.0) < 0.1

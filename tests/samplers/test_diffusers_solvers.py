@@ -43,7 +43,7 @@ import edgediff.samplers.multistep as multistep_reference
 from edgediff.mixture import default_mixture_2d
 from edgediff.models.analytic import GaussianMixtureDenoiser
 from edgediff.multistep import dpmpp_3m_weights
-from edgediff.samplers import SAMPLERS
+from edgediff.samplers import SOLVERS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers' NumPy 2 use
 
@@ -133,7 +133,7 @@ def test_edgediff_matches_diffusers(case, keep_float64, monkeypatch):
     if solver == "dpmpp_3m":  # diffusers' D2 weight (module docstring)
         monkeypatch.setattr(multistep_reference, "dpmpp_3m_weights",
                             functools.partial(dpmpp_3m_weights, d2_weight=1.0))
-    got = SAMPLERS[solver](D, x_hat_T, sigmas, callback=lambda s: states.__setitem__(
+    got = SOLVERS[solver](D, x_hat_T, sigmas, callback=lambda s: states.__setitem__(
         s["sigma"], s["x"].clone()), **options, **kwargs)
     if last != 0:
         got = states[last]
@@ -142,7 +142,7 @@ def test_edgediff_matches_diffusers(case, keep_float64, monkeypatch):
     assert err <= BOUND
     # and the comparison has teeth: the run one order lower is far off
     if options.get("order", 0) > 1:
-        other = SAMPLERS[solver](D, x_hat_T, sigmas, **{**options, "order": options["order"] - 1})
+        other = SOLVERS[solver](D, x_hat_T, sigmas, **{**options, "order": options["order"] - 1})
         if last == 0:
             assert (other - want).abs().max().item() > 1e3 * BOUND
 
@@ -157,7 +157,7 @@ def test_edgediff_dpmpp_3m_is_not_diffusers_variant(keep_float64, monkeypatch):
     x_hat_T = torch.randn(BATCH, 2, generator=torch.Generator().manual_seed(1),
                           dtype=torch.float64) * (1 + sched.sigmas[0] ** 2).sqrt()
     want = run_diffusers(sched, D, x_hat_T, None, monkeypatch)
-    got = SAMPLERS[solver](D, x_hat_T, sched.sigmas.tolist())
+    got = SOLVERS[solver](D, x_hat_T, sched.sigmas.tolist())
     assert (got - want).abs().max().item() > 1e3 * BOUND
 
 

@@ -14,9 +14,9 @@ from edgediff.mixture import default_mixture_2d
 from edgediff.models.analytic import GaussianMixtureDenoiser
 from edgediff.noise import NoiseStreams
 from edgediff.runtime.guidance import Guided
-from edgediff.samplers import SAMPLERS, at_precision
+from edgediff.samplers import SOLVERS, at_precision
 from edgediff.samplers.guidance import guided
-from edgediff.solvers import CATALOGUE, SamplerSettings, loop_options
+from edgediff.solvers import CATALOGUE, SolverSettings, loop_options
 from edgediff.tolerance import TrajectoryScale
 
 MIXTURE = default_mixture_2d()
@@ -58,7 +58,7 @@ def test_runtime_guidance_matches_the_torch_reference(solver, steps, options, w)
     from edgediff.models.analytic import mixture_model
 
     info = _info(mixture_model())
-    settings = SamplerSettings(solver, steps, options)
+    settings = SolverSettings(solver, steps, options)
     sigmas = runtime.sigma_grid(info, steps).tolist()
     k = 2
     G = Guided(Labelled(k, info), Labelled(NULL, info), w)
@@ -70,7 +70,7 @@ def test_runtime_guidance_matches_the_torch_reference(solver, steps, options, w)
     kwargs = loop_options(info, settings)
     if CATALOGUE[solver].stochastic:
         kwargs["noise"] = lambda i: torch.from_numpy(streams(i).copy())
-    ref = SAMPLERS[solver](guided(torch_labelled(k), torch_labelled(NULL), w), x, sigmas,
+    ref = SOLVERS[solver](guided(torch_labelled(k), torch_labelled(NULL), w), x, sigmas,
                            **kwargs).numpy()
     err, bound = np.abs(got - ref).max(), guidance_gain(w) * scale.bound()
     print(f"{solver} w={w}: max abs diff {err:.2e}, bound {bound:.2e}")

@@ -8,7 +8,7 @@ import torch
 
 from edgediff.errors import EdgediffError
 from edgediff.models.analytic import GaussianMixtureDenoiser
-from edgediff.samplers import SAMPLERS, ddim, ddpm, edm, euler, euler_maruyama, heun
+from edgediff.samplers import SOLVERS, ddim, ddpm, edm, euler, euler_maruyama, heun
 from edgediff.schedules import DiscreteSchedule, EDMSchedule, VPSchedule
 from edgediff.solvers import SOLVER_NAMES, nfe
 
@@ -106,10 +106,10 @@ def test_noise_is_drawn_only_where_used(mixture_2d):
 
 
 def test_registry_matches_the_core_catalogue_and_nfe(mixture_2d):
-    assert tuple(SAMPLERS) == SOLVER_NAMES
+    assert tuple(SOLVERS) == SOLVER_NAMES
     base = GaussianMixtureDenoiser(mixture_2d)
     sigmas, vp = EDM.sigmas(7), VPSchedule()
-    for name, sampler in SAMPLERS.items():
+    for name, sampler in SOLVERS.items():
         calls, steps = [], []
 
         def D(x, s, calls=calls):
@@ -126,7 +126,7 @@ def test_registry_matches_the_core_catalogue_and_nfe(mixture_2d):
 def test_samplers_keep_float64_state_and_return_the_input_shape(mixture_2d):
     D = GaussianMixtureDenoiser(mixture_2d, sample_shape=(1, 2))
     x = torch.randn(3, 1, 2, dtype=torch.float32) * 80
-    for name, sampler in SAMPLERS.items():
+    for name, sampler in SOLVERS.items():
         kw = {"schedule": EDM} if name == "euler_maruyama" else {}
         out = sampler(D, x, EDM.sigmas(4), **kw)
         assert out.dtype == torch.float64 and out.shape == x.shape, name

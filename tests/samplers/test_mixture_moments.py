@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff.metrics import mode_statistics
+from edgediff.lab.metrics import mode_statistics
 from edgediff.models.analytic import GaussianMixtureDenoiser
 from edgediff.samplers import ddpm, edm, euler_maruyama
 from edgediff.schedules import DiscreteSchedule, EDMSchedule, VESchedule, VPSchedule

@@ -30,7 +30,7 @@ import pytest
 import torch
 
 from edgediff.models.analytic import GaussianMixtureDenoiser
-from edgediff.samplers import SAMPLERS
+from edgediff.samplers import SOLVERS
 from edgediff.schedules import EDMSchedule, time_uniform_sigmas
 
 EDM = EDMSchedule()
@@ -68,7 +68,7 @@ def test_observed_order(single_gaussian, solver, options, grid, order):
     for n in STEPS:
         sigmas = GRIDS[grid](n)
         x_T = np.random.default_rng(0).standard_normal((8, single_gaussian.dim)) * sigmas[0]
-        got = SAMPLERS[solver](D, torch.from_numpy(x_T), sigmas, **options).numpy()
+        got = SOLVERS[solver](D, torch.from_numpy(x_T), sigmas, **options).numpy()
         errs.append(np.abs(got - exact_final(single_gaussian, x_T, sigmas)).max())
     errs = np.array(errs)
     observed = np.log2(errs[:-1] / errs[1:])
@@ -90,7 +90,7 @@ def mixture_run(mixture_2d):
     x = torch.from_numpy(np.random.default_rng(3).standard_normal((64, 2)) * sigmas[0])
 
     def run(solver, **options):
-        return SAMPLERS[solver](D, x, sigmas, **options)
+        return SOLVERS[solver](D, x, sigmas, **options)
     return run
 
 

@@ -5,8 +5,8 @@ import pytest
 
 from edgediff import configs
 from edgediff.errors import EdgediffError
+from edgediff.lab.quality import digits_score, mixture_score, reference_rms
 from edgediff.mixture import default_mixture_2d
-from edgediff.quality import digits_score, mixture_score, reference_rms
 from edgediff.solvers import SOLVER_NAMES, nfe, steps_for_nfe
 
 
@@ -23,7 +23,7 @@ def test_mixture_score_separates_exact_samples_from_wrong_ones():
 
 def test_digits_score_ranks_real_digits_above_noise():
     pytest.importorskip("sklearn")
-    from edgediff.models.training import load_dataset
+    from edgediff.datasets import load_dataset
 
     score = digits_score()
     train = load_dataset("digits", "train")[:360]
@@ -45,15 +45,15 @@ def test_steps_for_nfe_spends_at_most_the_budget(solver):
         assert steps >= 1
 
 
-def test_every_preset_is_a_valid_sampler_and_every_suite_resolves():
-    from edgediff.solvers import SamplerSettings
+def test_every_preset_is_a_valid_solver_and_every_suite_resolves():
+    from edgediff.solvers import SolverSettings
 
     for name in configs.presets():
         solver, steps, options = configs.preset(name)
-        SamplerSettings(solver, steps, options)  # raises on unknown options
+        SolverSettings(solver, steps, options)  # raises on unknown options
     for name in configs.suites():
         runs, _ = configs.suite_runs(name)
-        assert runs and all(SamplerSettings(s, n, o) for _, s, n, o in runs)
+        assert runs and all(SolverSettings(s, n, o) for _, s, n, o in runs)
     assert configs.preset("edm-heun-18") == ("heun", 18, {})
     with pytest.raises(EdgediffError, match="unknown preset 'x'; choose one of edm-heun-18"):
         configs.preset("x")
@@ -63,7 +63,7 @@ def test_fid_skips_with_a_reason_instead_of_failing(monkeypatch):
     import sys
     from types import SimpleNamespace
 
-    from edgediff.fid import fid
+    from edgediff.lab.fid import fid
 
     points = SimpleNamespace(reference={"kind": "gaussian_mixture"}, sample_shape=(2,))
     assert fid(np.zeros((4, 2)), points) == (None, "FID skipped: it needs an image model "

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgediff.artifact import ArtifactInfo
-from edgediff.metrics import frechet_distance_from_moments, sliced_wasserstein
+from edgediff.lab.metrics import frechet_distance_from_moments, sliced_wasserstein
 from edgediff.mixture import GaussianMixture
 
 
@@ -51,7 +51,7 @@ def mixture_score(mixture: GaussianMixture, n: int, seed: int = 0) -> Score:
 
 
 def digits_score() -> Score:
-    from edgediff.features import DigitsFeatures, heldout_moments
+    from edgediff.lab.features import DigitsFeatures, heldout_moments
 
     feats, ref = DigitsFeatures(), heldout_moments()
 
@@ -99,7 +99,7 @@ def label_accuracy_for(info: ArtifactInfo):
         def classify(x):
             return mixture.responsibilities(np.asarray(x).reshape(len(x), -1)).argmax(1)
     elif ref.get("kind") == "dataset" and ref.get("name") == "digits":
-        from edgediff.features import DigitsFeatures
+        from edgediff.lab.features import DigitsFeatures
 
         classify = DigitsFeatures().classify
     else:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgediff.images import to_uint8, write_png
+from edgediff.lab.images import to_uint8, write_png
 
 
 def _write_images(folder: Path, images: np.ndarray, data_range) -> None:
@@ -40,7 +40,7 @@ def fid(samples: np.ndarray, info) -> tuple[float | None, str]:
                       f"{str(e).splitlines()[0] if str(e) else ''}); pip install torch-fidelity "
                       f"and cache its Inception weights to enable it")
     try:
-        from edgediff.models.training import load_dataset
+        from edgediff.datasets import load_dataset
 
         real = load_dataset(ref["name"], "test")
     except Exception as e:

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edgediff.features import DigitsFeatures
-from edgediff.metrics import (
+from edgediff.lab.features import DigitsFeatures
+from edgediff.lab.metrics import (
     frechet_distance,
     frechet_distance_from_moments,
     sliced_wasserstein,
@@ -37,7 +37,7 @@ def test_sliced_wasserstein_of_a_shift():
 
 
 def test_the_shipped_digits_features_separate_real_from_fake():
-    from edgediff.models.training import load_dataset
+    from edgediff.datasets import load_dataset
 
     feats = DigitsFeatures()
     train, test = load_dataset("digits", "train"), load_dataset("digits", "test")

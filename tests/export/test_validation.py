@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("polygraphy", reason="polygraphy is not installed")
 
-from edgediff.compare import compare
+from edgediff.export.validation import compare
 from edgediff.schedules import EDMSchedule
 
 INFO = SimpleNamespace(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sample_shape=(2, 3),

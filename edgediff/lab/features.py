@@ -5,7 +5,7 @@ train split; the 64 activations of its last hidden layer are the features.
 Its weights ship as ``edgediff/data/digits_features.npz`` and run in NumPy, so
 quality can be measured where torch is absent. The held-out split's feature
 moments ship too (``digits_heldout.npz``), so scoring samples needs neither
-scikit-learn nor the dataset. Rebuild both with ``python -m edgediff.features``
+scikit-learn nor the dataset. Rebuild both with ``python -m edgediff.lab.features``
 (needs scikit-learn; deterministic).
 """
 
@@ -77,8 +77,8 @@ def heldout_moments() -> dict[str, np.ndarray | float]:
 
 
 def write_heldout_moments(out: Path, features: DigitsFeatures) -> None:
-    from edgediff.metrics import frechet_distance
-    from edgediff.models.training import load_dataset
+    from edgediff.datasets import load_dataset
+    from edgediff.lab.metrics import frechet_distance
 
     test, train = load_dataset("digits", "test"), load_dataset("digits", "train")
     f = features(test)

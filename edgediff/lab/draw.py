@@ -1,0 +1,71 @@
+"""``edgediff sample`` as a library call: resolve what to draw from the artifact's
+metadata and the caller's choices, draw it with the runtime, write the files."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgediff.guidance import labels_from_text
+from edgediff.solvers import SolverSettings
+
+
+@dataclass
+class Draw:
+    """One resolved draw: the solver settings, the labels (one per sample) and, for
+    ``--class all`` or lists, how many samples per class (one grid row each)."""
+
+    denoiser: Any
+    settings: SolverSettings
+    num: int
+    seed: int
+    batch: int
+    labels: np.ndarray | None
+    per_class: int | None
+    guidance: float | None
+    guide: Any
+
+    @property
+    def steps_total(self) -> int:
+        """Solver steps over all batches: the progress bar's length."""
+        return -(-self.num // self.batch) * self.settings.steps
+
+    def run(self, folder: Path, artifact: Path, *, figures: bool = True,
+            callback: Callable[[int], None] | None = None) -> list[Path]:
+        """Sample, then write samples.npz (and the figure) into ``folder``."""
+        from edgediff.lab.outputs import write_samples
+        from edgediff.runtime import sample
+
+        s = self.settings
+        samples = sample(self.denoiser, self.num, seed=self.seed, batch=self.batch,
+                         solver=s.solver, steps=s.steps, options=s.options, callback=callback,
+                         labels=self.labels, guidance=self.guidance, guide=self.guide)
+        meta = {"artifact": str(artifact), "solver": s.solver, "steps": s.steps,
+                "options": s.options, "seed": self.seed, "num": self.num,
+                "guidance": self.guidance,
+                "guide": None if self.guide is None else str(self.guide.path)}
+        return write_samples(folder, samples, self.denoiser.info, meta, self.labels,
+                             self.per_class, figures=figures)
+
+
+def plan_draw(denoiser, *, num: int, seed: int = 0, batch: int = 16, solver: str | None = None,
+              steps: int | None = None, options: dict | None = None, classes: str | None = None,
+              guidance: float | None = None, guide=None) -> Draw:
+    """Everything checked before the first step: solver, options, grid, labels, guide."""
+    from edgediff.grids import settings_grid
+
+    info = denoiser.info
+    settings = SolverSettings.resolve(info, solver, steps, options)
+    settings_grid(info, settings)
+    labels = labels_from_text(classes, info, num)
+    per_class = num if labels is not None and len(labels) > num else None
+    if guide is not None:
+        from edgediff.runtime.guidance import check_guide
+
+        check_guide(info, guide.info)
+    return Draw(denoiser, settings, num if labels is None else len(labels), seed, batch, labels,
+                per_class, guidance, guide)
