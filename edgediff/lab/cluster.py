@@ -104,8 +104,10 @@ class RayPool:
             raise EdgediffError(f"--workers must be ≥ 1, got {workers}")
         remote = ray.remote(num_cpus=1, max_restarts=RESTARTS,
                             max_task_retries=RESTARTS)(ArtifactWorker)
-        payload = ray.put(Path(artifact).read_bytes())
-        guide_payload = None if guide is None else ray.put(Path(guide).read_bytes())
+        # held by the pool: a restarted worker reads them again in its constructor
+        self.payload = payload = ray.put(Path(artifact).read_bytes())
+        self.guide_payload = guide_payload = (None if guide is None else
+                                              ray.put(Path(guide).read_bytes()))
         max_batch = max_batch or (job.batch if job else 64)
         self.actors = [remote.remote(payload, Path(artifact).suffix, job, threads,
                                      guide_payload, max_batch) for _ in range(workers)]
