@@ -55,7 +55,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
 class ArtifactWorker:
     """One worker: the artifact (and a guide) loaded once, then shard after shard."""
 
-    def __init__(self, payload: bytes, suffix: str, job: Job | None, threads: int | None,
+    def __init__(self, payload: bytes, suffix: str, threads: int | None,
                  guide_payload: bytes | None = None, max_batch: int = 64):
         from edgediff import runtime
 
@@ -64,7 +64,6 @@ class ArtifactWorker:
                                      threads=threads, max_batch=max_batch)
         self.guide = None if guide_payload is None else runtime.load(
             self._write(guide_payload, "guide" + suffix), threads=threads, max_batch=max_batch)
-        self.job = job
         runtime.sample(self.denoiser, 1, solver="euler", steps=2)  # warm: bench times it
         space = feature_space(self.denoiser.info)
         self.features = None if space is None else space[1]
@@ -78,8 +77,8 @@ class ArtifactWorker:
     def name_of(self) -> str:
         return self.name
 
-    def run(self, shard: Shard) -> ShardResult:
-        result = run_shard(self.denoiser, self.job, shard, self.features, self.guide)
+    def run(self, job: Job, shard: Shard) -> ShardResult:
+        result = run_shard(self.denoiser, job, shard, self.features, self.guide)
         result.worker = self.name
         return result
 
@@ -108,23 +107,25 @@ class RayPool:
         self.payload = payload = ray.put(Path(artifact).read_bytes())
         self.guide_payload = guide_payload = (None if guide is None else
                                               ray.put(Path(guide).read_bytes()))
+        self.job = job
         max_batch = max_batch or (job.batch if job else 64)
-        self.actors = [remote.remote(payload, Path(artifact).suffix, job, threads,
-                                     guide_payload, max_batch) for _ in range(workers)]
+        self.actors = [remote.remote(payload, Path(artifact).suffix, threads, guide_payload,
+                                     max_batch) for _ in range(workers)]
         self.names = ray.get([a.name_of.remote() for a in self.actors])  # all loaded
 
     def run(self, shards: Iterable[Shard]) -> Iterator[ShardResult]:
         ray = ray_module()
         queue = list(shards)
         busy: dict = {}  # object ref -> actor
+        job = ray.put(self.job)  # once, not with every shard
         for actor in self.actors:
             if queue:
-                busy[actor.run.remote(queue.pop(0))] = actor
+                busy[actor.run.remote(job, queue.pop(0))] = actor
         while busy:
             (ref,), _ = ray.wait(list(busy), num_returns=1)
             actor = busy.pop(ref)
             if queue:  # keep the worker busy before the driver writes
-                busy[actor.run.remote(queue.pop(0))] = actor
+                busy[actor.run.remote(job, queue.pop(0))] = actor
             try:
                 yield ray.get(ref)
             except ray.exceptions.RayActorError as e:

@@ -9,6 +9,7 @@ the folder it is given.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,8 +78,6 @@ def run_demo(folder: Path, *, num: int = 256, seed: int = 0, threads: int | None
 
 
 def _one_model(folder, name, source, runs, n, seed, threads, progress):
-    import time
-
     from edgediff import runtime
     from edgediff.export.onnx import export_source
     from edgediff.lab.bench import run_study
@@ -94,8 +93,8 @@ def _one_model(folder, name, source, runs, n, seed, threads, progress):
     study = run_study(D, onnx_path, sub, runs, num=n, batch=min(n, 256), seed=seed,
                       progress=progress)
     x = runtime.sample(D, n, seed=seed, batch=min(n, 256))
-    written = study.written + write_samples(sub, x, D.info,
-                                            {**D.info.default_solver, "seed": seed, "num": n})
+    meta = {"artifact": onnx_path.name, **D.info.default_solver, "seed": seed, "num": n}
+    written = study.written + write_samples(sub, x, D.info, meta)
     yield Compared(name, len(runs), n, study, written)
 
 
@@ -116,8 +115,10 @@ def _class_grids(folder, seed, threads):
     sub = folder / "digits-cond"
     sub.mkdir()
     onnx_path = sub / "digits-cond.onnx"
+    t0 = time.perf_counter()
     _, check = export_source("bundled-cond", onnx_path, guidance=True)
-    yield Exported("digits-cond", "bundled-cond --guidance", onnx_path, check, 0.0)
+    yield Exported("digits-cond", "bundled-cond --guidance", onnx_path, check,
+                   time.perf_counter() - t0)
     D = runtime.load(onnx_path, threads=threads)
     accuracy = label_accuracy_for(D.info)
     labels = np.repeat(np.arange(D.info.num_classes), 10)

@@ -41,7 +41,7 @@ from edgediff.fileio import atomic_path, sha256_of
 
 FORMAT, FORMAT_VERSION = "edgediff.generate", 1
 MANIFEST = "manifest.json"
-MAX_RAW_FEATURES = 4096  # pixel features past this size: no moments (a d² matrix per shard)
+MAX_RAW_FEATURES = 1024  # raw values past this size: no moments (a (d+1)² matrix per shard)
 
 
 @dataclass(frozen=True)

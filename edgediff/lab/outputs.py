@@ -32,7 +32,11 @@ AXES = {"nfe": ("NFE (denoiser calls per sample)", "nfe"),
 def figures_missing() -> str | None:
     """None when matplotlib and Pillow are installed, else the line that installs them."""
     for module, name in (("matplotlib", "matplotlib"), ("PIL", "Pillow")):
-        if importlib.util.find_spec(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:  # a finder that refuses it outright
+            found = False
+        if not found:
             return str(missing_extra(name, "lab"))
     return None
 

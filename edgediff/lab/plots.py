@@ -37,6 +37,14 @@ def _save(fig, path: str | Path) -> None:
 def line_plot(path: str | Path, series: dict[str, tuple[list[float], list[float]]], *,
               xlabel: str, ylabel: str, title: str, floor: float | None = None,
               floor_label: str = "real vs real (floor)") -> None:
+    """``line_figure``, written to ``path`` as PNG."""
+    _save(line_figure(series, xlabel=xlabel, ylabel=ylabel, title=title, floor=floor,
+                      floor_label=floor_label), path)
+
+
+def line_figure(series: dict[str, tuple[list[float], list[float]]], *, xlabel: str,
+                ylabel: str, title: str, floor: float | None = None,
+                floor_label: str = "real vs real (floor)"):
     """Named (x, y) series with markers and a legend; x and y each on a log scale
     when their values span a decade. ``floor``: a horizontal reference line."""
     finite = {name: [(x, y) for x, y in zip(xs, ys, strict=True)
@@ -65,11 +73,16 @@ def line_plot(path: str | Path, series: dict[str, tuple[list[float], list[float]
     ax.grid(True, which="major", alpha=0.35)
     ax.grid(True, which="minor", alpha=0.12)
     ax.legend(fontsize=8, ncol=2 if len(finite) > 6 else 1, frameon=False)
-    _save(fig, path)
+    return fig
 
 
 def scatter_plot(path: str | Path, points: np.ndarray, mixture: GaussianMixture | None = None,
                  *, title: str) -> None:
+    """``scatter_figure``, written to ``path`` as PNG."""
+    _save(scatter_figure(points, mixture, title=title), path)
+
+
+def scatter_figure(points: np.ndarray, mixture: GaussianMixture | None = None, *, title: str):
     """2-D samples as dots over the exact mixture's density contours (log p at the
     levels holding 50, 90 and 99 % of the mass), equal axes."""
     pts = np.asarray(points, dtype=np.float64)
@@ -87,20 +100,21 @@ def scatter_plot(path: str | Path, points: np.ndarray, mixture: GaussianMixture 
         logp = mixture.log_prob(np.stack([xx.ravel(), yy.ravel()], 1)).reshape(xx.shape)
         levels = mass_levels(mixture)
         cs = ax.contour(xx, yy, logp, levels=[lv for lv, _ in levels], colors="0.3",
-                        linewidths=0.9)
+                        linewidths=0.9, linestyles="solid")
         ax.clabel(cs, fmt={lv: name for lv, name in levels}, fontsize=7)
     ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.5, color="C0", linewidths=0,
                label=f"{len(pts)} samples")
     if mixture is not None:
-        ax.plot([], [], color="0.3", linewidth=0.9, label="exact density (mass contours)")
+        ax.plot([], [], color="0.3", linewidth=0.9,
+                label="exact density: regions of 50, 90, 99 % mass")
     ax.set_xlim(mid[0] - half, mid[0] + half)
     ax.set_ylim(mid[1] - half, mid[1] + half)
     ax.set_aspect("equal")
     ax.set_xlabel("x₁")
     ax.set_ylabel("x₂")
     ax.set_title(title, fontsize=11)
-    ax.legend(fontsize=8, loc="upper right", frameon=False)
-    _save(fig, path)
+    ax.legend(fontsize=8, loc="best", framealpha=0.85)
+    return fig
 
 
 def mass_levels(mixture: GaussianMixture, masses=(0.99, 0.9, 0.5), draws: int = 20_000

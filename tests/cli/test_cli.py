@@ -266,3 +266,33 @@ def test_a_hand_edited_artifact_is_refused_by_info_and_load_in_one_line(artifact
         assert len(lines) == 1 and f"edgediff.{key} = " in lines[0] and "not allowed" in lines[0]
     with pytest.raises(EdgediffError, match=f"edgediff.{key} = "):
         runtime.load(edited)
+
+
+WITHOUT_LAB = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('matplotlib', 'PIL'):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+from edgediff.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_without_the_lab_extra_bench_says_how_and_sample_still_samples(artifacts, tmp_path):
+    """The deploy install (edgediff[cpu]) has no matplotlib or Pillow: bench stops
+    before any work with the install line; sample writes samples.npz and says how to
+    get the figure."""
+    def cli(*args):
+        return subprocess.run([sys.executable, "-c", WITHOUT_LAB, *map(str, args)],
+                              capture_output=True, text=True, timeout=300)
+
+    res = cli("bench", artifacts["mixture"], "--nfe", 5, "-o", tmp_path / "b")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert 'pip install "edgediff[lab]"' in res.stderr and "running" not in res.stderr
+    assert not (tmp_path / "b").exists()
+    res = cli("sample", artifacts["mixture"], "--num", 8, "-o", tmp_path / "s")
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["samples.npz"]
+    assert 'no figure: matplotlib is not installed' in res.stderr
