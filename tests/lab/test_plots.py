@@ -40,7 +40,7 @@ def test_the_legend_names_every_series_and_the_floor_line():
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["euler", "heun", "real vs real: 0.05"]
-    floor = [ln for ln in ax.get_lines() if ln.get_label() == "real vs real: 0.05"][0]
+    floor = next(ln for ln in ax.get_lines() if ln.get_label() == "real vs real: 0.05")
     assert np.allclose(floor.get_ydata(), 0.05) and floor.get_linestyle() == "--"
 
 
@@ -74,7 +74,7 @@ def test_the_scatter_draws_the_exact_density_under_the_samples():
 
 def test_pngs_are_written(tmp_path):
     line_plot(tmp_path / "a.tmp", SERIES, xlabel="NFE", ylabel="RMS", title="t", floor=0.1)
-    scatter_plot(tmp_path / "b.tmp", np.zeros((3, 2)) + [[0, 0], [1, 1], [2, 0]], title="t")
+    scatter_plot(tmp_path / "b.tmp", np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]]), title="t")
     for name in ("a.tmp", "b.tmp"):
         with Image.open(tmp_path / name) as im:
             assert im.format == "PNG" and min(im.size) > 300
