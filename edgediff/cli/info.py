@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgediff.errors import EdgediffError, missing_extra
+from edgediff.errors import EdgediffError
 
 
 def _table(lines: list[tuple[str, str]]) -> None:
@@ -96,10 +96,8 @@ def command(path: str, allow_pickle: bool, as_json: bool) -> None:
         return _onnx(p, as_json)
     if p.suffix in (".plan", ".engine"):
         return _plan(p, as_json)
-    try:
-        from edgediff.models.loader import load_model
-    except ImportError:
-        raise missing_extra("torch", "torch") from None
+    from edgediff.models.loader import load_model
+
     model = load_model(path, allow_pickle=allow_pickle)
     cfg = model.config
     if as_json:
