@@ -82,7 +82,8 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
         study = run_study(D, artifact, folder, runs, num=num, batch=batch, seed=seed,
                           reference_steps=reference_steps, fid=fid, guidance=scales,
                           progress=lambda label: click.echo(f"  running {label}", err=True),
-                          ray_address=ray_address, workers=workers, threads=threads)
+                          ray_address=ray_address, workers=workers, threads=threads,
+                          provider=provider)
         _print_table(study, artifact, scales)
         written = [p.relative_to(folder) for p in study.written]
     for path in written:

@@ -254,7 +254,7 @@ def run_study(denoiser: Denoiser, artifact: Path, folder: Path, runs: list[Run],
               batch: int, seed: int, reference_steps: int = 100, fid: bool = False,
               guidance: list[float] | None = None,
               progress: Callable[[str], None] | None = None, ray_address: str | None = None,
-              workers: int = 2, threads: int | None = None) -> Study:
+              workers: int = 2, threads: int | None = None, provider: str = "cpu") -> Study:
     """``bench``: every run side by side on one artifact, scored, with FID where it is
     usable; bench.csv, bench.json and the figures written into ``folder``. With
     ``ray_address`` ("local" starts a cluster, "auto" joins one), the runs and their
@@ -270,7 +270,8 @@ def run_study(denoiser: Denoiser, artifact: Path, folder: Path, runs: list[Run],
         from edgediff.lab.cluster import RayPool
 
         pool = RayPool(artifact, workers=workers, threads=threads or 1, max_batch=batch,
-                       address=None if ray_address == "local" else ray_address)
+                       address=None if ray_address == "local" else ray_address,
+                       provider=provider)
     try:
         rows = run_bench(denoiser, runs, num=num, batch=batch, seed=seed, score=score,
                          reference_steps=reference_steps, guidance=guidance,

@@ -1,8 +1,10 @@
 """Shards on Ray: one actor per worker, each loading the artifact once.
 
-The artifact's bytes go into Ray's object store once (``ray.put``), so a worker
-on any node can load it without a shared file system; it writes them to a
-private temp file and opens it with the runtime like any local run. Results
+The artifact's bytes (a plan's with its sidecar) go into Ray's object store once
+(``ray.put``), so a worker on any node can load it without a shared file system;
+it writes them to a private temp folder and opens them with the runtime like any
+local run. Workers on the ``cuda``/``tensorrt`` providers, or on a plan, ask Ray
+for one GPU each. Results
 (samples and feature moments) come back to the driver, which writes every
 file, so the output folder is the driver's alone and identical to a local
 run's, whatever the number of workers.
@@ -52,27 +54,38 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
                             f"one") from None
 
 
+def artifact_files(path: Path) -> dict[str, bytes]:
+    """What a worker needs to open an artifact: the file, and a plan's sidecar."""
+    from edgediff.plan import sidecar_path
+
+    path = Path(path)
+    files = {path.name: path.read_bytes()}
+    if path.suffix in (".plan", ".engine"):
+        files[sidecar_path(path).name] = sidecar_path(path).read_bytes()
+    return files
+
+
 class ArtifactWorker:
     """One worker: the artifact (and a guide) loaded once, then shard after shard."""
 
-    def __init__(self, payload: bytes, suffix: str, threads: int | None,
-                 guide_payload: bytes | None = None, max_batch: int = 64):
+    def __init__(self, files: dict[str, bytes], threads: int | None,
+                 guide_files: dict[str, bytes] | None = None, max_batch: int = 64,
+                 provider: str = "cpu"):
         from edgediff import runtime
 
-        self._dir = tempfile.mkdtemp(prefix="edgediff-worker-")
-        self.denoiser = runtime.load(self._write(payload, "artifact" + suffix),
-                                     threads=threads, max_batch=max_batch)
-        self.guide = None if guide_payload is None else runtime.load(
-            self._write(guide_payload, "guide" + suffix), threads=threads, max_batch=max_batch)
+        def opened(files: dict[str, bytes]):
+            folder = Path(tempfile.mkdtemp(prefix="edgediff-worker-"))
+            for name, data in files.items():
+                (folder / name).write_bytes(data)
+            return runtime.load(folder / next(iter(files)), provider=provider,
+                                threads=threads, max_batch=max_batch)
+
+        self.denoiser = opened(files)
+        self.guide = None if guide_files is None else opened(guide_files)
         runtime.sample(self.denoiser, 1, solver="euler", steps=2)  # warm: bench times it
         space = feature_space(self.denoiser.info)
         self.features = None if space is None else space[1]
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-
-    def _write(self, payload: bytes, name: str) -> Path:
-        path = Path(self._dir) / name
-        path.write_bytes(payload)
-        return path
 
     def name_of(self) -> str:
         return self.name
@@ -96,21 +109,23 @@ class RayPool:
 
     def __init__(self, artifact: Path, job: Job | None = None, *, workers: int,
                  threads: int | None = 1, guide: Path | None = None,
-                 address: str | None = None, max_batch: int | None = None):
+                 address: str | None = None, max_batch: int | None = None,
+                 provider: str = "cpu"):
         ray = ray_module()
         connect(address, num_cpus=None if address else workers)
         if workers < 1:
             raise EdgediffError(f"--workers must be ≥ 1, got {workers}")
-        remote = ray.remote(num_cpus=1, max_restarts=RESTARTS,
+        gpu = provider != "cpu" or Path(artifact).suffix in (".plan", ".engine")
+        remote = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, max_restarts=RESTARTS,
                             max_task_retries=RESTARTS)(ArtifactWorker)
         # held by the pool: a restarted worker reads them again in its constructor
-        self.payload = payload = ray.put(Path(artifact).read_bytes())
-        self.guide_payload = guide_payload = (None if guide is None else
-                                              ray.put(Path(guide).read_bytes()))
+        self.files = files = ray.put(artifact_files(artifact))
+        self.guide_files = guide_files = None if guide is None else ray.put(
+            artifact_files(guide))
         self.job = job
         max_batch = max_batch or (job.batch if job else 64)
-        self.actors = [remote.remote(payload, Path(artifact).suffix, threads, guide_payload,
-                                     max_batch) for _ in range(workers)]
+        self.actors = [remote.remote(files, threads, guide_files, max_batch, provider)
+                       for _ in range(workers)]
         self.names = ray.get([a.name_of.remote() for a in self.actors])  # all loaded
 
     def run(self, shards: Iterable[Shard]) -> Iterator[ShardResult]:

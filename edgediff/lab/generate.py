@@ -410,7 +410,8 @@ def generate_artifact(artifact: Path, out: Path, *, num: int, solver: str | None
         from edgediff.lab.cluster import RayPool
 
         pool = RayPool(artifact, job, workers=workers, threads=threads or 1, guide=guide,
-                       address=None if ray_address == "local" else ray_address)
+                       address=None if ray_address == "local" else ray_address,
+                       provider=provider)
     pool = pool or LocalPool(D, job, guide_D)
     try:
         return generate(out, job, D.info, pool, resume=resume, images=images,

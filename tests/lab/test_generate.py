@@ -190,3 +190,14 @@ def test_a_run_killed_mid_way_and_resumed_gives_the_same_files(artifacts, tmp_pa
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert files(out) == files(tmp_path / "whole")  # the killed write's temp file too is gone
+
+
+def test_workers_get_a_plan_with_its_sidecar(tmp_path):
+    """Engines load only beside their sidecar: a Ray worker gets both, nothing else."""
+    from edgediff.lab.cluster import artifact_files
+
+    (tmp_path / "m.plan").write_bytes(b"engine")
+    (tmp_path / "m.plan.json").write_text("{}")
+    (tmp_path / "m.onnx").write_bytes(b"graph")
+    assert artifact_files(tmp_path / "m.plan") == {"m.plan": b"engine", "m.plan.json": b"{}"}
+    assert artifact_files(tmp_path / "m.onnx") == {"m.onnx": b"graph"}

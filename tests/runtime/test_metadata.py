@@ -9,7 +9,7 @@ from edgediff.runtime.ort import read_onnx_metadata
 
 
 def test_the_metadata_is_the_artifacts(exported):
-    model, path = exported["mixture"]
+    _, path = exported["mixture"]
     props = read_onnx_metadata(path)
     info = ArtifactInfo.from_props(props)
     assert info.sample_shape == (2,) and info.default_solver == {"solver": "heun", "steps": 18}
