@@ -79,7 +79,11 @@ def conditioning_options(f):
     return f
 
 
-def ray_option(f):
+def ray_options(f):
+    """--ray [ADDRESS] and --workers."""
+    f = click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+                     help="With --ray: actors, one CPU (one GPU with --provider cuda or "
+                          "tensorrt) each, each loading the artifact once.")(f)
     return click.option(
         "--ray", "ray_address", is_flag=False, flag_value="local", default=None,
         metavar="[ADDRESS]",

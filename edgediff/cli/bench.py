@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgediff.cli._sampling import backend_options, load_artifact, ray_option
+from edgediff.cli._sampling import backend_options, load_artifact, ray_options
 from edgediff.fileio import atomic_folder
 
 
@@ -42,9 +42,7 @@ def _fmt(v, spec):
               help="Also compute FID with a locally installed torch-fidelity and cached "
                    "Inception weights (skipped, with a message, when absent).")
 @backend_options
-@ray_option
-@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
-              help="With --ray: actors, one CPU each, each loading the artifact once.")
+@ray_options
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("out/bench"), show_default=True, help="Output folder.")
 def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, reference_steps,

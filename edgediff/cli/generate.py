@@ -11,7 +11,7 @@ from edgediff.cli._sampling import (
     backend_options,
     conditioning_options,
     pass_knobs,
-    ray_option,
+    ray_options,
     resolve,
     solver_options,
 )
@@ -34,9 +34,7 @@ from edgediff.cli._sampling import (
 @click.option("--resume", is_flag=True,
               help="Continue a run in OUT: keep the shards its manifest lists whose files "
                    "are intact, redo the rest. The settings must be the run's own.")
-@ray_option
-@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
-              help="With --ray: actors, one CPU (or GPU) each, each loading the artifact once.")
+@ray_options
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder (created; must be new or empty unless --resume).")
 @pass_knobs

@@ -104,8 +104,8 @@ def test_a_bug_midway_through_writing_leaves_nothing(artifacts, tmp_path, monkey
 
     real = outputs.write_samples
 
-    def half_written(folder, *args):
-        real(folder, *args)  # every file written ...
+    def half_written(folder, *args, **kwargs):
+        real(folder, *args, **kwargs)  # every file written ...
         raise RuntimeError("a bug after the files")  # ... then the run fails
 
     monkeypatch.setattr(outputs, "write_samples", half_written)
