@@ -201,3 +201,15 @@ def test_workers_get_a_plan_with_its_sidecar(tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"graph")
     assert artifact_files(tmp_path / "m.plan") == {"m.plan": b"engine", "m.plan.json": b"{}"}
     assert artifact_files(tmp_path / "m.onnx") == {"m.onnx": b"graph"}
+
+
+def test_joining_a_cluster_that_is_not_there_says_how_and_writes_nothing(artifacts, tmp_path,
+                                                                         monkeypatch):
+    ray = pytest.importorskip("ray", reason="ray is not installed (the ray extra)")
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already up in this process")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(EdgediffError, match="cannot join the Ray cluster at 'auto'.*ray start "
+                                            "--head"):
+        generate_artifact(artifacts["mixture"], tmp_path / "g", num=4, ray_address="auto")
+    assert not (tmp_path / "g").exists()
