@@ -209,7 +209,7 @@ def test_joining_a_cluster_that_is_not_there_says_how_and_writes_nothing(artifac
     if ray.is_initialized():
         pytest.skip("a Ray instance is already up in this process")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    with pytest.raises(EdgediffError, match="cannot join the Ray cluster at 'auto'.*ray start "
-                                            "--head"):
+    with pytest.raises(EdgediffError, match=r"cannot join the Ray cluster at 'auto'.*ray start "
+                                            r"--head"):
         generate_artifact(artifacts["mixture"], tmp_path / "g", num=4, ray_address="auto")
     assert not (tmp_path / "g").exists()
