@@ -18,12 +18,13 @@ from pathlib import Path
 
 import torch
 
+from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
 from edgediff.export.onnx import export_onnx
 from edgediff.models.analytic import mixture_model
 from edgediff.models.bundled import load_bundled
 from edgediff.models.checkpoint import LoadedModel, build_denoiser, make_config
-from edgediff.schedules import DiscreteSchedule, EDMSchedule, VESchedule, VPSchedule
+from edgediff.schedules import EDMSchedule, VESchedule, VPSchedule
 
 UNET = {"img_resolution": 8, "in_channels": 1, "out_channels": 1, "model_channels": 16,
         "channel_mult": [1, 2], "num_blocks": 1, "attn_resolutions": [4]}

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from edgediff import runtime
+from edgediff.catalogue import nfe
 from edgediff.export.onnx import export_onnx
-from edgediff.solvers import nfe
 
 SOLVER, STEPS, W = "heun", 10, 2.0
 

@@ -21,9 +21,9 @@ from edgediff import runtime
 from edgediff.export.onnx import export_onnx
 from edgediff.models.analytic import mixture_model
 from edgediff.models.bundled import load_bundled
-from edgediff.noise import NoiseStreams
 from edgediff.samplers.reference import reference_run
-from edgediff.solvers import SolverSettings
+from edgediff.settings import SolverSettings
+from edgediff.streams import NoiseStreams
 
 RUNS = [  # solver, steps, options
     ("ddpm", 1000, {"variance": "small"}),

@@ -36,10 +36,10 @@ import onnxruntime
 import torch
 
 from edgediff import runtime
+from edgediff.catalogue import nfe
 from edgediff.export.onnx import export_onnx
 from edgediff.models.bundled import load_bundled
 from edgediff.samplers import at_precision, heun
-from edgediff.solvers import nfe
 
 STEPS = 18
 

@@ -7,8 +7,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from edgediff.catalogue import check_solver, steps_for_nfe
 from edgediff.errors import EdgediffError
-from edgediff.solvers import check_solver, steps_for_nfe
 
 if sys.version_info >= (3, 11):
     import tomllib

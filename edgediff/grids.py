@@ -5,27 +5,41 @@ model was trained for."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
+from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
-from edgediff.schedules import (
-    DiscreteSchedule,
-    EDMSchedule,
-    edm_sigmas,
-    geometric_sigmas,
-    time_uniform_sigmas,
-)
-from edgediff.solvers import check_sigmas
-
-if TYPE_CHECKING:
-    from edgediff.artifact import ArtifactInfo
+from edgediff.schedules import EDMSchedule, Schedule
+from edgediff.settings import SolverSettings
+from edgediff.sigmas import check_sigmas, check_step_count, edm_sigmas, geometric_sigmas
 
 SIGMA_RANGE_SLACK = 1e-6  # relative: float32 round-off at the ends of a grid
 
 
-def sigma_grid(info: ArtifactInfo, steps: int, *, grid: str | None = None,
+class TrainedRange(Protocol):
+    """What a grid needs of an artifact (an ``ArtifactInfo`` is one)."""
+
+    schedule: Schedule
+    sigma_min: float
+    sigma_max: float
+
+
+def time_uniform_sigmas(n: int, schedule: Schedule) -> np.ndarray:
+    """σ(t_i) for t_i uniform in the schedule's own time from σ⁻¹(σ_max) to σ⁻¹(σ_min),
+    σ_N = 0 appended: uniform σ for EDM, σ² for VE, t for VP (its own grid), the
+    timestep index for DDPM tables (fractional, log σ interpolated)."""
+    n = check_step_count(n)
+    t_hi, t_lo = (float(schedule.sigma_inv(np.float64(s)))
+                  for s in (schedule.sigma_max, schedule.sigma_min))
+    t = np.linspace(t_hi, t_lo, n) if n > 1 else np.array([t_hi])
+    return np.append(schedule.sigma(t), 0.0)
+
+
+
+
+def sigma_grid(info: TrainedRange, steps: int, *, grid: str | None = None,
                spacing: str | None = None, rho: float | None = None) -> np.ndarray:
     """A σ grid with ``steps`` steps from the schedule's σ_max to its σ_min, ending in 0.
 
@@ -61,7 +75,7 @@ def sigma_grid(info: ArtifactInfo, steps: int, *, grid: str | None = None,
     raise EdgediffError(f"unknown grid {grid!r}; choose one of default, rho, lambda, time")
 
 
-def check_grid_range(info: ArtifactInfo, sigmas) -> list[float]:
+def check_grid_range(info: TrainedRange, sigmas) -> list[float]:
     """Refuse (never clamp) a σ grid that leaves the model's trained range."""
     sigmas = check_sigmas(sigmas)
     lo, hi = min(sigmas[:-1]), max(sigmas)
@@ -73,7 +87,7 @@ def check_grid_range(info: ArtifactInfo, sigmas) -> list[float]:
     return sigmas
 
 
-def settings_grid(info: ArtifactInfo, settings) -> list[float]:
+def settings_grid(info: TrainedRange, settings: SolverSettings) -> list[float]:
     """The checked σ grid that ``settings`` (a ``SolverSettings``) samples on."""
     grid = sigma_grid(info, settings.steps, grid=settings.options.get("grid"),
                       spacing=settings.options.get("spacing"), rho=settings.options.get("rho"))

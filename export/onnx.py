@@ -331,7 +331,7 @@ def sampling_check(path, reference: nn.Module, info: ArtifactInfo, num: int = 16
     from edgediff import runtime
     from edgediff.runtime.ort import OrtDenoiser
     from edgediff.samplers.reference import reference_run
-    from edgediff.solvers import SolverSettings
+    from edgediff.settings import SolverSettings
 
     settings = SolverSettings.resolve(info, "heun")
     grid = {k: v for k, v in settings.options.items() if k in ("spacing", "rho")}

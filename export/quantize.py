@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgediff.artifact import CALIBRATION_METHODS, ArtifactInfo
+from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError, missing_extra
+from edgediff.metadata import CALIBRATION_METHODS
 
 log = logging.getLogger(__name__)
 

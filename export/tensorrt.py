@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgediff.artifact import PREFIX
 from edgediff.errors import EdgediffError, missing_extra
 from edgediff.fileio import atomic_path, sha256_of
+from edgediff.metadata import PREFIX
 from edgediff.plan import SIDECAR_FORMAT, SIDECAR_VERSION, sidecar_path
 
 

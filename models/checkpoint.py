@@ -18,11 +18,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
 from edgediff.fileio import atomic_path
+from edgediff.metadata import schedule_from_dict
 from edgediff.models.networks import build_network
 from edgediff.models.precond import PRECONDITIONERS, DiscretePrecond, Preconditioner
-from edgediff.schedules import DiscreteSchedule, Schedule, schedule_from_dict
+from edgediff.schedules import Schedule
 
 FORMAT, FORMAT_VERSION = "edgediff.checkpoint", 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")

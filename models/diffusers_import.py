@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError, missing_extra
 from edgediff.models.checkpoint import LoadedModel, make_config
 from edgediff.models.precond import EpsilonPrecond, SamplePrecond, VPredictionPrecond
-from edgediff.schedules import DiscreteSchedule
 
 log = logging.getLogger(__name__)
 PREDICTION_TYPES = {"epsilon": EpsilonPrecond, "v_prediction": VPredictionPrecond,

@@ -10,10 +10,10 @@ only when a ``.plan`` is opened.
 """
 
 from edgediff.grids import sigma_grid
-from edgediff.noise import NoiseStreams
 from edgediff.runtime._call import Denoiser, NonFiniteOutputError
 from edgediff.runtime.sampling import SOLVERS, load, sample, sample_batch
-from edgediff.solvers import SolverSettings
+from edgediff.settings import SolverSettings
+from edgediff.streams import NoiseStreams
 
 __all__ = ["SOLVERS", "Denoiser", "NoiseStreams", "NonFiniteOutputError", "SolverSettings", "load",
            "sample", "sample_batch", "sigma_grid"]

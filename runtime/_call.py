@@ -10,8 +10,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgediff.artifact import ArtifactInfo
+from edgediff.conditioning import check_labels
 from edgediff.errors import EdgediffError
-from edgediff.guidance import check_labels
 
 Callback = Callable[[dict[str, Any]], None] | None
 NoiseFn = Callable[[int], np.ndarray]

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgediff.conditioning import check_guidance
 from edgediff.errors import EdgediffError
-from edgediff.guidance import check_guidance
 from edgediff.runtime._call import Denoiser, fill_conditioning
 
 

@@ -13,7 +13,8 @@ from collections import deque
 
 import numpy as np
 
-from edgediff.multistep import (
+from edgediff.catalogue import implements, loop_defaults
+from edgediff.coefficients import (
     deis_coefficients,
     dpmpp_3m_weights,
     ipndm_coefficients,
@@ -22,7 +23,8 @@ from edgediff.multistep import (
 )
 from edgediff.runtime._call import Call, Callback, Denoiser, report
 from edgediff.schedules import Schedule
-from edgediff.solvers import EDM_IDENTITY, check_sigmas, implements, loop_defaults
+from edgediff.sigmas import check_sigmas
+from edgediff.steprules import EDM_IDENTITY
 
 
 class _History:

@@ -11,9 +11,11 @@ import math
 
 import numpy as np
 
+from edgediff.catalogue import implements
 from edgediff.runtime._call import Call, Callback, Denoiser, NonFiniteOutputError, report
 from edgediff.schedules import Schedule
-from edgediff.solvers import EDM_IDENTITY, GridTable, check_sigmas, implements
+from edgediff.sigmas import check_sigmas
+from edgediff.steprules import EDM_IDENTITY, GridTable
 
 
 def _ode_derivative(call: Call, tab: GridTable, x: np.ndarray, i: int, out: np.ndarray,

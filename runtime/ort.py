@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgediff.artifact import ArtifactInfo, props_with_overrides
+from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError, missing_extra
+from edgediff.metadata import props_with_overrides
 from edgediff.runtime._call import check_inputs, fill_conditioning
 
 log = logging.getLogger(__name__)

@@ -10,14 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from edgediff.catalogue import SOLVER_NAMES, spec
+from edgediff.conditioning import check_guidance, check_labels
 from edgediff.errors import EdgediffError
 from edgediff.grids import check_grid_range, settings_grid
-from edgediff.guidance import check_guidance, check_labels
-from edgediff.noise import NoiseStreams
 from edgediff.runtime import multistep, ode, stochastic  # noqa: F401 (they register their loops)
 from edgediff.runtime._call import Callback, Denoiser
 from edgediff.runtime.guidance import check_guide, guided_denoiser
-from edgediff.solvers import SOLVER_NAMES, SolverSettings, loop_options, spec
+from edgediff.settings import SolverSettings, loop_options
+from edgediff.streams import NoiseStreams
 
 log = logging.getLogger(__name__)
 

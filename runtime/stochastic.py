@@ -13,17 +13,12 @@ import math
 
 import numpy as np
 
-from edgediff.multistep import ancestral_step
+from edgediff.catalogue import implements, loop_defaults
+from edgediff.coefficients import ancestral_step
 from edgediff.runtime._call import Call, Callback, Denoiser, NoiseFn, report
 from edgediff.schedules import Schedule
-from edgediff.solvers import (
-    GridTable,
-    check_sigmas,
-    churn_gamma,
-    ddpm_step,
-    implements,
-    loop_defaults,
-)
+from edgediff.sigmas import check_sigmas
+from edgediff.steprules import GridTable, churn_gamma, ddpm_step
 
 Range = tuple[float, float] | None
 

@@ -5,12 +5,12 @@ Each sampler is ``sampler(denoiser, x_hat_T, sigmas, **options) -> x̂_0``; see
 itself with the solver catalogue (``edgediff.solvers.implements``).
 """
 
+from edgediff.catalogue import SOLVER_NAMES, spec
 from edgediff.samplers._common import at_precision
 from edgediff.samplers.ancestral import ddim, ddpm, euler_ancestral
 from edgediff.samplers.multistep import deis, dpmpp_3m, ipndm, unipc
 from edgediff.samplers.ode import dpmpp_2m, euler, heun
 from edgediff.samplers.sde import dpmpp_2m_sde, edm, euler_maruyama
-from edgediff.solvers import SOLVER_NAMES, spec
 
 # every catalogue solver's torch reference (an unregistered one fails here, at import)
 SOLVERS = {name: spec(name).loop("torch") for name in SOLVER_NAMES}

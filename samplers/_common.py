@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from edgediff.errors import EdgediffError
-from edgediff.solvers import GridTable, check_sigmas
+from edgediff.sigmas import check_sigmas
+from edgediff.steprules import GridTable
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseFn = Callable[[int], torch.Tensor]

@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from edgediff.multistep import ancestral_step
+from edgediff.catalogue import implements, loop_defaults
+from edgediff.coefficients import ancestral_step
 from edgediff.samplers._common import (
     Callback,
     Denoiser,
@@ -17,7 +18,7 @@ from edgediff.samplers._common import (
     report,
     start_state,
 )
-from edgediff.solvers import ddpm_step, implements, loop_defaults
+from edgediff.steprules import ddpm_step
 
 Range = tuple[float, float] | None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from edgediff.guidance import check_guidance
+from edgediff.conditioning import check_guidance
 from edgediff.samplers._common import Denoiser
 
 

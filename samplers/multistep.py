@@ -8,7 +8,8 @@ import math
 
 import torch
 
-from edgediff.multistep import (
+from edgediff.catalogue import implements, loop_defaults
+from edgediff.coefficients import (
     deis_coefficients,
     dpmpp_3m_weights,
     ipndm_coefficients,
@@ -17,7 +18,7 @@ from edgediff.multistep import (
 )
 from edgediff.samplers._common import Callback, Denoiser, as_sigmas, denoise, report, start_state
 from edgediff.schedules import Schedule
-from edgediff.solvers import EDM_IDENTITY, implements, loop_defaults
+from edgediff.steprules import EDM_IDENTITY
 
 
 @implements("dpmpp_3m", "torch")

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from edgediff.catalogue import implements
 from edgediff.samplers._common import (
     Callback,
     Denoiser,
@@ -16,7 +17,7 @@ from edgediff.samplers._common import (
     start_state,
 )
 from edgediff.schedules import Schedule
-from edgediff.solvers import EDM_IDENTITY, implements
+from edgediff.steprules import EDM_IDENTITY
 
 
 @implements("euler", "torch")

@@ -11,12 +11,13 @@ import torch
 from torch import nn
 
 from edgediff.artifact import ArtifactInfo
-from edgediff.guidance import check_labels
-from edgediff.noise import NoiseStreams
+from edgediff.catalogue import CATALOGUE
+from edgediff.conditioning import check_labels
 from edgediff.samplers import SOLVERS, at_precision
 from edgediff.samplers._common import Denoiser
 from edgediff.samplers.guidance import guided
-from edgediff.solvers import CATALOGUE, SolverSettings, loop_options
+from edgediff.settings import SolverSettings, loop_options
+from edgediff.streams import NoiseStreams
 
 
 def labelled(module: nn.Module, labels: np.ndarray | None) -> Denoiser:

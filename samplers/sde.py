@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from edgediff.catalogue import implements, loop_defaults
 from edgediff.samplers._common import (
     Callback,
     Denoiser,
@@ -19,7 +20,7 @@ from edgediff.samplers._common import (
     start_state,
 )
 from edgediff.schedules import Schedule
-from edgediff.solvers import churn_gamma, implements, loop_defaults
+from edgediff.steprules import churn_gamma
 
 
 @implements("euler_maruyama", "torch")

@@ -179,8 +179,8 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(artifacts, tmp_path, args, me
 
 
 def test_presets_list_their_nfe_and_answer_to_their_aliases(artifacts, tmp_path):
+    from edgediff.catalogue import nfe
     from edgediff.configs import preset, presets
-    from edgediff.solvers import nfe
 
     r = run("sample", "--list-presets")
     assert r.exit_code == 0, r.output

@@ -11,12 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgediff.artifact import FORMAT_VERSION, KEYS, PREFIX, ArtifactInfo, props_with_overrides
+from edgediff.artifact import ArtifactInfo
+from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
 from edgediff.grids import settings_grid
+from edgediff.metadata import FORMAT_VERSION, KEYS, PREFIX, props_with_overrides
 from edgediff.mixture import default_mixture_2d
-from edgediff.schedules import DiscreteSchedule, EDMSchedule
-from edgediff.solvers import SolverSettings
+from edgediff.schedules import EDMSchedule
+from edgediff.settings import SolverSettings
 
 
 def edm_info(**change) -> ArtifactInfo:

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from edgediff.artifact import ArtifactInfo
+from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
 from edgediff.grids import sigma_grid
-from edgediff.schedules import DiscreteSchedule, EDMSchedule, VESchedule, VPSchedule
+from edgediff.schedules import EDMSchedule, VESchedule, VPSchedule
 
 SCHEDULES = {"edm": EDMSchedule(), "vp": VPSchedule(), "ve": VESchedule(),
              "ddpm": DiscreteSchedule.from_betas()}

@@ -11,7 +11,7 @@ import edgediff
 
 HEAVY = ("torch", "onnx", "tensorrt")
 CORE = ["edgediff", "edgediff.errors", "edgediff.schedules", "edgediff.mixture",
-        "edgediff.solvers", "edgediff.plan", "edgediff.datasets", "edgediff.artifact",
+        "edgediff.catalogue", "edgediff.plan", "edgediff.datasets", "edgediff.artifact",
         "edgediff.cli", "edgediff.runtime", "edgediff.runtime.tensorrt", "edgediff.lab.metrics"]
 
 # Makes `import torch` (and onnx, tensorrt) fail, as on a machine without them.

@@ -1,5 +1,6 @@
-"""The layers import one way (DESIGN.md §1, README "Layout"): each module imports only
-from its own layer and those below it, lazy imports inside functions included.
+"""The layers import one way (docs/design.md, "Layers"): each module imports only
+from its own layer and those below it, lazy imports inside functions included,
+and no module imports one that imports it back, directly or around a circle.
 
 Every module is found by walking the package (``pkgutil``), never from a kept list,
 and read as source (``ast``), so the check needs none of the optional extras.
@@ -89,12 +90,47 @@ def upward_imports(files: dict[str, Path]) -> list[str]:
     return problems
 
 
+def import_loops(files: dict[str, Path]) -> list[list[str]]:
+    """Every import loop: the strongly connected components of the import graph with
+    more than one module, or one module importing itself (Tarjan's algorithm)."""
+    modules = set(files)
+    graph = {m: sorted(imported(p.read_text(), modules) & modules) for m, p in files.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    loops = []
+
+    def visit(m: str) -> None:
+        index[m] = low[m] = len(index)
+        stack.append(m)
+        for n in graph[m]:
+            if n not in index:
+                visit(n)
+                low[m] = min(low[m], low[n])
+            elif n in stack:
+                low[m] = min(low[m], index[n])
+        if low[m] == index[m]:
+            component = []
+            while True:
+                n = stack.pop()
+                component.append(n)
+                if n == m:
+                    break
+            if len(component) > 1 or m in graph[m]:
+                loops.append(sorted(component))
+
+    for m in sorted(graph):
+        if m not in index:
+            visit(m)
+    return sorted(loops)
+
+
 FILES = walk()
 
 
 def test_the_walk_finds_every_module_of_every_layer():
     names = set(FILES)
-    for expected in ("edgediff.solvers", "edgediff.plan", "edgediff.runtime.ort",
+    for expected in ("edgediff.catalogue", "edgediff.plan", "edgediff.runtime.ort",
                      "edgediff.samplers.ode", "edgediff.export.tensorrt", "edgediff.lab.bench",
                      "edgediff.cli.sample", "edgediff.models.training"):
         assert expected in names
@@ -130,3 +166,23 @@ def test_a_new_subpackage_needs_a_layer(monkeypatch):
     monkeypatch.delitem(SUBPACKAGE_LAYER, "lab")
     with pytest.raises(LookupError, match=r"edgediff\.lab is a sub-package with no layer"):
         layer_of("edgediff.lab.bench")
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    assert import_loops(FILES) == []
+
+
+def test_the_check_sees_a_loop_around_a_circle(tmp_path):
+    """It could fail: three planted modules importing each other in a circle, one of
+    them lazily inside a function, and one module importing itself."""
+    sources = {"a": "from edgediff.planted.b import f\n",
+               "b": "def f():\n    from edgediff.planted.c import g\n",
+               "c": "import edgediff.planted.a\n",
+               "d": "from edgediff.planted import d\n"}
+    planted = {}
+    for name, source in sources.items():
+        (tmp_path / f"{name}.py").write_text(source)
+        planted[f"edgediff.planted.{name}"] = tmp_path / f"{name}.py"
+    assert import_loops(planted) == [
+        ["edgediff.planted.a", "edgediff.planted.b", "edgediff.planted.c"],
+        ["edgediff.planted.d"]]

@@ -1,18 +1,11 @@
 import numpy as np
 import pytest
 
+from edgediff.discrete import DiscreteSchedule, ddpm_betas
 from edgediff.errors import EdgediffError
-from edgediff.schedules import (
-    DiscreteSchedule,
-    EDMSchedule,
-    VESchedule,
-    VPSchedule,
-    ddpm_betas,
-    ddpm_timesteps,
-    edm_sigmas,
-    geometric_sigmas,
-    schedule_from_dict,
-)
+from edgediff.metadata import schedule_from_dict
+from edgediff.schedules import EDMSchedule, VESchedule, VPSchedule
+from edgediff.sigmas import ddpm_timesteps, edm_sigmas, geometric_sigmas
 
 SCHEDULES = {
     "vp": VPSchedule(),

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from edgediff import configs
+from edgediff.catalogue import SOLVER_NAMES, nfe, steps_for_nfe
 from edgediff.errors import EdgediffError
 from edgediff.lab.quality import digits_score, mixture_score, reference_rms
 from edgediff.mixture import default_mixture_2d
-from edgediff.solvers import SOLVER_NAMES, nfe, steps_for_nfe
 
 
 def test_mixture_score_separates_exact_samples_from_wrong_ones():
@@ -46,7 +46,7 @@ def test_steps_for_nfe_spends_at_most_the_budget(solver):
 
 
 def test_every_preset_is_a_valid_solver_and_every_suite_resolves():
-    from edgediff.solvers import SolverSettings
+    from edgediff.settings import SolverSettings
 
     for name in configs.presets():
         solver, steps, options = configs.preset(name)

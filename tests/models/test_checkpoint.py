@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
 from edgediff.models.checkpoint import (
     build_denoiser,
@@ -10,7 +11,7 @@ from edgediff.models.checkpoint import (
     make_config,
     save_checkpoint,
 )
-from edgediff.schedules import DiscreteSchedule, EDMSchedule, VPSchedule
+from edgediff.schedules import EDMSchedule, VPSchedule
 
 UNET_ARGS = {"img_resolution": 8, "in_channels": 1, "out_channels": 1, "model_channels": 16,
              "channel_mult": [1, 2], "num_blocks": 1, "attn_resolutions": [4]}

@@ -31,7 +31,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from edgediff.errors import EdgediffError
 from edgediff.models.diffusers_import import load_diffusers
 from edgediff.samplers import at_precision, ddim, ddpm
-from edgediff.schedules import ddpm_timesteps
+from edgediff.sigmas import ddpm_timesteps
 from edgediff.tolerance import drift_bound
 
 SHAPE = (3, 1, 8, 8)

@@ -11,9 +11,9 @@ import torch
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 pytest.importorskip("onnx", reason="onnx is not installed")
 
+from edgediff.discrete import DiscreteSchedule  # noqa: E402
 from edgediff.models.networks import MLP, UNet  # noqa: E402
 from edgediff.models.precond import make_precond  # noqa: E402
-from edgediff.schedules import DiscreteSchedule  # noqa: E402
 from edgediff.tolerance import EPS32  # noqa: E402
 
 ABAR = DiscreteSchedule.from_betas().alphas_cumprod

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
 from edgediff.models.precond import (
     EDMPrecond,
@@ -15,7 +16,7 @@ from edgediff.models.precond import (
     VPredictionPrecond,
     make_precond,
 )
-from edgediff.schedules import DiscreteSchedule, VPSchedule
+from edgediff.schedules import VPSchedule
 from edgediff.tolerance import EPS32, ULPS_PER_CALL
 
 DDPM = DiscreteSchedule.from_betas()

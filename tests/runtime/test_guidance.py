@@ -9,8 +9,8 @@ import pytest
 
 from edgediff import runtime
 from edgediff.artifact import ArtifactInfo
+from edgediff.conditioning import check_guidance
 from edgediff.errors import EdgediffError
-from edgediff.guidance import check_guidance
 from edgediff.mixture import GaussianMixture, default_mixture_2d
 from edgediff.runtime.guidance import Guided
 from edgediff.schedules import EDMSchedule

@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from edgediff import runtime
+from edgediff.catalogue import CATALOGUE, SOLVER_NAMES
+from edgediff.conditioning import guidance_gain
 from edgediff.errors import EdgediffError
-from edgediff.guidance import guidance_gain
 from edgediff.mixture import GaussianMixture, default_mixture_2d
-from edgediff.noise import NoiseStreams
 from edgediff.runtime.guidance import guided_denoiser
 from edgediff.samplers.reference import reference_run
-from edgediff.solvers import CATALOGUE, SOLVER_NAMES, SolverSettings
+from edgediff.settings import SolverSettings
+from edgediff.streams import NoiseStreams
 from edgediff.tolerance import TrajectoryScale
 
 STEPS = {"ddpm": 30, "euler_maruyama": 30, "euler": 12, "heun": 8, "edm": 10, "ddim": 12,

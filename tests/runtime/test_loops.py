@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from edgediff.runtime import ode
-from edgediff.schedules import EDMSchedule, VESchedule, VPSchedule, edm_sigmas
+from edgediff.schedules import EDMSchedule, VESchedule, VPSchedule
+from edgediff.sigmas import edm_sigmas
 from edgediff.tolerance import EPS32, WEIGHT
 
 SIGMA_DATA = 0.5

@@ -3,8 +3,9 @@ is absent; overrides on top; one line for anything that is not an edgediff expor
 
 import pytest
 
-from edgediff.artifact import PREFIX, ArtifactInfo
+from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError
+from edgediff.metadata import PREFIX
 from edgediff.runtime.ort import read_onnx_metadata
 
 

@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from edgediff import runtime
 from edgediff.artifact import ArtifactInfo
+from edgediff.catalogue import CATALOGUE, SOLVER_NAMES
+from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
+from edgediff.options import GRID_OPTIONS
 from edgediff.runtime import NonFiniteOutputError
-from edgediff.schedules import DiscreteSchedule, EDMSchedule, VPSchedule
-from edgediff.solvers import CATALOGUE, GRID_OPTIONS, SOLVER_NAMES
+from edgediff.schedules import EDMSchedule, VPSchedule
 
 
 class GaussianData:

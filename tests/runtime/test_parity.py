@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from edgediff import runtime
-from edgediff.noise import NoiseStreams
+from edgediff.catalogue import CATALOGUE
 from edgediff.samplers.reference import reference_run
-from edgediff.solvers import CATALOGUE, SolverSettings
+from edgediff.settings import SolverSettings
+from edgediff.streams import NoiseStreams
 from edgediff.tolerance import TrajectoryScale
 
 # case -> (solver, steps, options): enough steps to exercise each loop, few enough to stay quick

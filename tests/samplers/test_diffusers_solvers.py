@@ -40,9 +40,9 @@ from diffusers import (
 )
 
 import edgediff.samplers.multistep as multistep_reference
+from edgediff.coefficients import dpmpp_3m_weights
 from edgediff.mixture import default_mixture_2d
 from edgediff.models.analytic import GaussianMixtureDenoiser
-from edgediff.multistep import dpmpp_3m_weights
 from edgediff.samplers import SOLVERS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # diffusers' NumPy 2 use

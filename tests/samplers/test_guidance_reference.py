@@ -9,14 +9,15 @@ import pytest
 import torch
 
 from edgediff import runtime
-from edgediff.guidance import guidance_gain
+from edgediff.catalogue import CATALOGUE
+from edgediff.conditioning import guidance_gain
 from edgediff.mixture import default_mixture_2d
 from edgediff.models.analytic import GaussianMixtureDenoiser
-from edgediff.noise import NoiseStreams
 from edgediff.runtime.guidance import Guided
 from edgediff.samplers import SOLVERS, at_precision
 from edgediff.samplers.guidance import guided
-from edgediff.solvers import CATALOGUE, SolverSettings, loop_options
+from edgediff.settings import SolverSettings, loop_options
+from edgediff.streams import NoiseStreams
 from edgediff.tolerance import TrajectoryScale
 
 MIXTURE = default_mixture_2d()

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from edgediff.catalogue import SOLVER_NAMES, nfe
+from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
 from edgediff.models.analytic import GaussianMixtureDenoiser
 from edgediff.samplers import SOLVERS, ddim, ddpm, edm, euler, euler_maruyama, heun
-from edgediff.schedules import DiscreteSchedule, EDMSchedule, VPSchedule
-from edgediff.solvers import SOLVER_NAMES, nfe
+from edgediff.schedules import EDMSchedule, VPSchedule
 
 EDM = EDMSchedule()
 DDPM = DiscreteSchedule.from_betas()

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import torch
 
+from edgediff.discrete import DiscreteSchedule
 from edgediff.lab.metrics import mode_statistics
 from edgediff.models.analytic import GaussianMixtureDenoiser
 from edgediff.samplers import ddpm, edm, euler_maruyama
-from edgediff.schedules import DiscreteSchedule, EDMSchedule, VESchedule, VPSchedule
+from edgediff.schedules import EDMSchedule, VESchedule, VPSchedule
 
 N, Z, B = 20_000, 5.0, 0.05
 DDPM, EDM, VP, VE = DiscreteSchedule.from_betas(), EDMSchedule(), VPSchedule(), VESchedule()

@@ -29,9 +29,10 @@ import numpy as np
 import pytest
 import torch
 
+from edgediff.grids import time_uniform_sigmas
 from edgediff.models.analytic import GaussianMixtureDenoiser
 from edgediff.samplers import SOLVERS
-from edgediff.schedules import EDMSchedule, time_uniform_sigmas
+from edgediff.schedules import EDMSchedule
 
 EDM = EDMSchedule()
 GRIDS = {"rho": EDM.sigmas, "time": lambda n: time_uniform_sigmas(n, EDM)}
@@ -126,7 +127,7 @@ def test_the_common_3m_weighting_is_second_order(single_gaussian, monkeypatch):
     import functools
 
     import edgediff.samplers.multistep as reference
-    from edgediff.multistep import dpmpp_3m_weights
+    from edgediff.coefficients import dpmpp_3m_weights
 
     monkeypatch.setattr(reference, "dpmpp_3m_weights",
                         functools.partial(dpmpp_3m_weights, d2_weight=1.0))

@@ -21,8 +21,8 @@ from edgediff.fileio import atomic_folder
 def _list_presets(ctx, _param, value):
     if not value or ctx.resilient_parsing:
         return
+    from edgediff.catalogue import nfe
     from edgediff.configs import preset, presets
-    from edgediff.solvers import nfe
 
     click.echo(f"{'preset':<22}{'NFE':>5}  description (aliases)")
     for name, p in presets().items():

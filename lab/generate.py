@@ -379,9 +379,9 @@ def generate_artifact(artifact: Path, out: Path, *, num: int, solver: str | None
     "local" starts a cluster, "auto" joins one). ``pool_factory(job)`` makes the
     pool instead (tests reach into a Ray pool's workers that way)."""
     from edgediff import runtime
-    from edgediff.artifact import read_metadata_json
-    from edgediff.guidance import labels_from_text
-    from edgediff.solvers import SolverSettings
+    from edgediff.conditioning import labels_from_text
+    from edgediff.metadata import read_metadata_json
+    from edgediff.settings import SolverSettings
 
     artifact, out = Path(artifact), Path(out)
     if ray_address is not None:

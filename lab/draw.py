@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from edgediff.guidance import labels_from_text
-from edgediff.solvers import SolverSettings
+from edgediff.conditioning import labels_from_text
+from edgediff.settings import SolverSettings
 
 
 @dataclass

@@ -37,8 +37,8 @@ def command(onnx_file, out, fp16, tf32, min_batch, opt_batch, max_batch, workspa
     Example:
       edgediff build digits.onnx -o digits.plan --fp16 --max-batch 16
     """
-    from edgediff.artifact import read_metadata_json
     from edgediff.export.tensorrt import BuildSettings, build_plan
+    from edgediff.metadata import read_metadata_json
 
     settings = BuildSettings(min_batch, opt_batch, max_batch, fp16, tf32, workspace_mib,
                              timing_cache)

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from edgediff.catalogue import SOLVER_NAMES, nfe, spec, steps_for_nfe
 from edgediff.errors import EdgediffError
 from edgediff.lab.quality import Score, reference_rms
 from edgediff.runtime import sample
 from edgediff.runtime._call import Denoiser
-from edgediff.solvers import SOLVER_NAMES, nfe, spec, steps_for_nfe
 
 # a run: (label, solver, steps, options)
 Run = tuple[str, str, int, dict[str, Any]]
@@ -213,7 +213,7 @@ def check_runs(info, runs) -> None:
     """Every run's solver, steps, options and σ grid, checked before the first one
     starts: a bad value in the last run of a suite should not cost the others."""
     from edgediff.grids import settings_grid
-    from edgediff.solvers import SolverSettings
+    from edgediff.settings import SolverSettings
 
     for label, solver, steps, options in runs:
         try:
@@ -228,7 +228,7 @@ def guidance_scales(text: str | None, info) -> list[float] | None:
     if not info.num_classes:
         raise EdgediffError("--guidance sweeps classifier-free guidance, which needs a "
                             "class-conditional model")
-    from edgediff.guidance import check_guidance
+    from edgediff.conditioning import check_guidance
 
     try:
         return [check_guidance(float(v)) for v in text.split(",") if v.strip()] or None

@@ -9,8 +9,9 @@ from typing import Any
 
 import click
 
+from edgediff.catalogue import SOLVER_NAMES, options_by_name
 from edgediff.errors import EdgediffError
-from edgediff.solvers import SOLVER_NAMES, Option, options_by_name
+from edgediff.options import Option
 
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 
@@ -134,7 +135,7 @@ def resolve(preset: str | None, solver: str | None, steps: int | None,
 def load_artifact(path: Path, provider: str, threads: int | None, cuda_graph: bool,
                   metadata_file: Path | None = None, max_batch: int = 16):
     from edgediff import runtime
-    from edgediff.artifact import read_metadata_json
+    from edgediff.metadata import read_metadata_json
 
     return runtime.load(path, provider=provider, threads=threads, cuda_graph=cuda_graph,
                         metadata=read_metadata_json(metadata_file), max_batch=max_batch)
