@@ -1,4 +1,4 @@
-"""The artifact contract (DESIGN.md §4): what an exported ``model.onnx`` says
+"""The artifact contract (docs/artifact.md): what an exported ``model.onnx`` says
 about itself in its ``metadata_props``, so the runtime needs nothing else.
 
 Every key starts with ``edgediff.``; values are strings (JSON for structured

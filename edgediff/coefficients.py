@@ -3,7 +3,7 @@ torch reference: plain float64 scalars from the σ grid alone, so both
 implementations step with the very same numbers and differ only in how they
 combine arrays.
 
-Conventions (DESIGN.md §2): the state is x̂, the PF-ODE is dx̂/dσ = ε̂ with
+Conventions (docs/design.md, "Maths"): the state is x̂, the PF-ODE is dx̂/dσ = ε̂ with
 ε̂ = (x̂ − D)/σ, and λ = −log σ (log-SNR up to a factor 2).
 """
 

@@ -1,7 +1,7 @@
 """Isotropic Gaussian mixtures: data whose denoiser, density and samples are exact.
 
 For p(x0) = Σ_k π_k N(μ_k, τ_k² I), the noisy marginal at level σ is
-Σ_k π_k N(μ_k, (τ_k² + σ²) I) and the ideal denoiser (DESIGN.md §3) is
+Σ_k π_k N(μ_k, (τ_k² + σ²) I) and the ideal denoiser (docs/design.md, "Exact oracles") is
 
     D(x̂; σ) = Σ_k r_k(x̂, σ)·(μ_k + τ_k²/(τ_k² + σ²)·(x̂ − μ_k)),
 

@@ -1,7 +1,7 @@
 """Noise schedules σ(t), s(t) and their time grids, in NumPy float64.
 
-Every schedule is the perturbation ``x = s(t)·(x0 + σ(t)·ε)`` of seed 003
-eq (1)–(2), with ``x̂ = x / s(t)``. From σ and s alone follow the forward SDE's
+Every schedule is the perturbation ``x = s(t)·(x0 + σ(t)·ε)`` of Karras et al.
+2022 (eq 4 and Table 1), with ``x̂ = x / s(t)``. From σ and s alone follow the forward SDE's
 drift and diffusion (eq 4–5):
 
     f(t) = ṡ(t) / s(t),        g(t) = s(t)·sqrt(2·σ(t)·σ̇(t)).
@@ -94,7 +94,7 @@ class VPSchedule(Schedule):
     """Variance preserving (score_sde VP): linear β(t) = β_min + β_d·t.
 
     σ(t) = sqrt(exp(½β_d t² + β_min t) − 1) and s(t) = 1/sqrt(1 + σ²), so that
-    f = −½β(t) and g = sqrt(β(t)) (seed 003 eq 17–18).
+    f = −½β(t) and g = sqrt(β(t)) (Song et al. 2021 eq 11).
     """
 
     name = "vp"

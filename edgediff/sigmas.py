@@ -29,7 +29,7 @@ def check_range(sigma_min: float, sigma_max: float) -> None:
 
 
 def edm_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> np.ndarray:
-    """EDM's ρ-schedule (seed 003 eq 12) with σ_N = 0 appended.
+    """EDM's ρ-schedule (Karras et al. 2022 eq 5) with σ_N = 0 appended.
 
     σ_i = (σ_max^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ for i < N.
     """

@@ -19,7 +19,7 @@ def churn_gamma(S_churn: float, steps: int) -> float:
 
 
 def ddpm_step(sig: float, sig_next: float, variance: str) -> tuple[float, float]:
-    """One DDPM ancestral step from σ_i to σ_j in x̂-coordinates (DESIGN.md §2):
+    """One DDPM ancestral step from σ_i to σ_j in x̂-coordinates (docs/design.md, "Maths"; Ho et al. 2020 eq 6–7):
     x̂' = r·x̂ + (1 − r)·D + std·z with r = σ_j²/σ_i² and std² the posterior
     ("small", σ_j²(1 − r)) or the jump's ("large", (σ_i² − σ_j²)(1 + σ_j²)/(1 + σ_i²))
     variance. Returns (r, std)."""
@@ -46,7 +46,7 @@ class GridTable:
         self.g = schedule.g(t).tolist()
 
     def ode_coefficients(self, i: int) -> tuple[float, float]:
-        """(a, b) of the PF-ODE (seed 003 eq 11) at grid point i:
+        """(a, b) of the PF-ODE (Karras et al. 2022 eq 4) at grid point i:
         dx/dt = (σ̇/σ + ṡ/s)·x − (σ̇·s/σ)·D(x/s; σ) = a·x − b·D."""
         sig, dsig, s, ds = self.sigma[i], self.sigma_deriv[i], self.s[i], self.s_deriv[i]
         return dsig / sig + ds / s, dsig * s / sig

@@ -1,4 +1,4 @@
-"""Per-sample seeded Gaussian noise (DESIGN.md §5).
+"""Per-sample seeded Gaussian noise (docs/design.md, "Runtime").
 
 Sample k of a run seeded ``seed`` draws all its randomness — the initial x_T
 and every step's z — from its own generator,

@@ -118,7 +118,7 @@ def graph_qdq(onnx_path: str | Path) -> bool:
 
 def make_sidecar(onnx_path: str | Path, metadata: dict[str, str], settings: BuildSettings,
                  trt_version: str, gpu_name: str, compute_capability: str) -> dict[str, Any]:
-    """The sidecar (DESIGN.md §4): the ONNX metadata plus how and where it was built."""
+    """The sidecar (docs/artifact.md, "TensorRT plans"): the ONNX metadata plus how and where it was built."""
     sample_shape = json.loads(metadata[PREFIX + "sample_shape"])
     return {
         "format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION,

@@ -1,5 +1,5 @@
 """The solver lab: run solvers on one artifact, side by side, and measure
-speed and quality the same way every time (DESIGN.md §6)."""
+speed and quality the same way every time (docs/design.md, "Measuring")."""
 
 from __future__ import annotations
 

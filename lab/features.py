@@ -1,4 +1,4 @@
-"""The fixed feature space for the digits Fréchet distance (DESIGN.md §6).
+"""The fixed feature space for the digits Fréchet distance (docs/design.md, "Measuring").
 
 A small ReLU MLP classifier (64 → 128 → 64 → 10) trained once on the digits
 train split; the 64 activations of its last hidden layer are the features.

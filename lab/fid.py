@@ -1,4 +1,4 @@
-"""Optional FID through torch-fidelity's Inception network (DESIGN.md §6).
+"""Optional FID through torch-fidelity's Inception network (docs/design.md, "Measuring").
 
 edgediff ships no Inception weights and never downloads them at run time, so
 FID is computed only where torch-fidelity and its cached weights already are;

@@ -1,4 +1,4 @@
-"""Sample-quality metrics in NumPy (DESIGN.md §6)."""
+"""Sample-quality metrics in NumPy (docs/design.md, "Measuring")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sample quality, measured the same way every time (DESIGN.md §6).
+"""Sample quality, measured the same way every time (docs/design.md, "Measuring").
 
 - ``reference_rms``: RMS error of final samples against a high-accuracy solution
   from the same x_T — pure discretization error, for deterministic solvers.

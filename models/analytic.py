@@ -1,4 +1,4 @@
-"""The exact Gaussian-mixture denoiser as a torch module (DESIGN.md §3).
+"""The exact Gaussian-mixture denoiser as a torch module (docs/design.md, "Exact oracles").
 
 It is a denoiser like any trained network — ``forward(x, sigma) -> denoised``
 with x [B, *sample_shape] and sigma [B] — so it samples through the reference

@@ -1,8 +1,8 @@
-"""Preconditioning: a raw network F becomes the denoiser (seed 003 eq 6)
+"""Preconditioning: a raw network F becomes the denoiser (Karras et al. 2022 eq 7)
 
     D(x̂; σ) = c_skip(σ)·x̂ + c_out(σ)·F(c_in(σ)·x̂; c_noise(σ)).
 
-Each wrapper names its four coefficients as DESIGN.md §2 tabulates them
+Each wrapper names its four coefficients as docs/design.md ("Maths") tabulates them
 (after Karras et al. 2022, Table 1, and NVlabs/edm ``training/networks.py``).
 The coefficients and the σ → t map are computed in float32 or better whatever
 dtype the network runs in; everything is plain torch ops that export to ONNX.

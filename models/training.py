@@ -1,4 +1,4 @@
-"""Denoiser training: the EDM loss (seed 003 eq 7) with each parameterization's
+"""Denoiser training: the EDM loss (Karras et al. 2022 eq 2 and 8) with each parameterization's
 training distribution of σ, EMA weights, and resumable state.
 
     L = E_{σ, x0, n} [ λ(σ)·‖D(x0 + n; σ) − x0‖² ],   n ~ N(0, σ²I)

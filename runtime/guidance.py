@@ -1,4 +1,4 @@
-"""Guidance is a denoiser, not a solver option (DESIGN.md §5).
+"""Guidance is a denoiser, not a solver option (docs/design.md, "Runtime").
 
 ``Guided`` wraps a conditional and an unconditional (or weaker) denoiser and is
 itself a denoiser: D = D_u + w·(D_c − D_u), combined in float64 on the host, so

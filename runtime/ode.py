@@ -20,7 +20,7 @@ from edgediff.steprules import EDM_IDENTITY, GridTable
 
 def _ode_derivative(call: Call, tab: GridTable, x: np.ndarray, i: int, out: np.ndarray,
                     tmp: np.ndarray) -> np.ndarray:
-    """out = dx/dt = a·x − b·D(x/s; σ) at grid point i (seed 003 eq 11); returns D."""
+    """out = dx/dt = a·x − b·D(x/s; σ) at grid point i (Karras et al. 2022 eq 4); returns D."""
     a, b = tab.ode_coefficients(i)
     denoised = call(x, tab.sigma[i], tab.s[i])
     np.multiply(x, a, out=out)
@@ -32,7 +32,7 @@ def _ode_derivative(call: Call, tab: GridTable, x: np.ndarray, i: int, out: np.n
 @implements("euler", "numpy")
 def euler(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Schedule | None = None,
           callback: Callback = None) -> np.ndarray:
-    """Euler's method on the PF-ODE (seed 003 eq 11) in the schedule's own time t;
+    """Euler's method on the PF-ODE (Karras et al. 2022 eq 4) in the schedule's own time t;
     ``schedule=None`` steps in (x̂, σ)."""
     sigmas = check_sigmas(sigmas)
     tab = GridTable(schedule or EDM_IDENTITY, sigmas)

@@ -98,7 +98,7 @@ def ddim(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, eta: floa
 @implements("euler_maruyama", "numpy")
 def euler_maruyama(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Schedule,
                    noise: NoiseFn, callback: Callback = None) -> np.ndarray:
-    """Euler–Maruyama on the reverse SDE (Anderson 1982; seed 003 eq 19, 23) in the
+    """Euler–Maruyama on the reverse SDE (Anderson 1982; Song et al. 2021 eq 6) in the
     schedule's own t: x' = x + [f·x − g²·score]·Δt + g·sqrt(−Δt)·z, with the
     score (D(x/s; σ) − x/s)/(s·σ²) (eq 10)."""
     sigmas = check_sigmas(sigmas)

@@ -1,6 +1,6 @@
 """Plumbing shared by the reference samplers: σ grids, noise, denoiser calls.
 
-Conventions (DESIGN.md §2, §5):
+Conventions (docs/design.md, "Maths" and "Runtime"):
 - state is x̂ = x/s(t) in float64; samplers that step in the schedule's own t
   (euler, heun, euler_maruyama) carry x = s·x̂ internally and return x̂;
 - ``sigmas`` is decreasing and ends in 0; the last step returns the denoised
@@ -80,7 +80,7 @@ def at_precision(denoiser: Denoiser, dtype: torch.dtype = torch.float32) -> Deno
 
 class ScheduleTable(GridTable):
     def ode_derivative(self, denoiser: Denoiser, x: torch.Tensor, i: int):
-        """PF-ODE (seed 003 eq 11) at grid point i:
+        """PF-ODE (Karras et al. 2022 eq 4) at grid point i:
         dx/dt = (σ̇/σ + ṡ/s)·x − (σ̇·s/σ)·D(x/s; σ).  Returns (dx/dt, D)."""
         a, b = self.ode_coefficients(i)
         denoised = denoise(denoiser, x / self.s[i], self.sigma[i])

@@ -32,13 +32,13 @@ def clamp(denoised: torch.Tensor, clip: Range) -> torch.Tensor:
 def ddpm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, variance: str = "small",
          clip: Range = None, noise: Noise = None, generator: torch.Generator | None = None,
          callback: Callback = None) -> torch.Tensor:
-    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2; seed 004) from σ_i to σ_j.
+    """DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) from σ_i to σ_j.
 
     In x̂-coordinates, with r = σ_j²/σ_i²:
         x̂' = r·x̂ + (1 − r)·D + sqrt(v)·z,
     v = σ_j²(1 − r) for the posterior ("small", β̃) variance, or
     v = (σ_i² − σ_j²)(1 + σ_j²)/(1 + σ_i²) for the "large" one (β of the jump,
-    seed 003 proof 6). On consecutive DDPM indices this is seed 004's update.
+    Ho et al. 2020 §3.2). On consecutive DDPM indices this is Ho et al.'s update.
     ``clip=(lo, hi)`` clamps D to the data range first (diffusers' ``clip_sample``).
     """
     loop_defaults("ddpm", variance=variance)

@@ -24,7 +24,7 @@ from edgediff.steprules import EDM_IDENTITY
 @torch.no_grad()
 def euler(denoiser: Denoiser, x: torch.Tensor, sigmas, *, schedule: Schedule | None = None,
           callback: Callback = None) -> torch.Tensor:
-    """Euler's method on the PF-ODE (seed 003 eq 11) in the schedule's own time t.
+    """Euler's method on the PF-ODE (Karras et al. 2022 eq 4) in the schedule's own time t.
 
     x_{i+1} = x_i + (t_{i+1} − t_i)·dx/dt(x_i, t_i) with x = s·x̂; the last
     step, to σ = 0, returns D(x̂; σ_{N−1}). ``schedule=None`` steps in (x̂, σ).

@@ -28,7 +28,7 @@ from edgediff.steprules import churn_gamma
 def euler_maruyama(denoiser: Denoiser, x: torch.Tensor, sigmas, *, schedule: Schedule,
                    noise: Noise = None, generator: torch.Generator | None = None,
                    callback: Callback = None) -> torch.Tensor:
-    """Euler–Maruyama on the reverse SDE (Anderson 1982; seed 003 eq (a), 19, 23):
+    """Euler–Maruyama on the reverse SDE (Anderson 1982; Song et al. 2021 eq 6):
 
         dx = [f(t)·x − g(t)²·∇ₓlog p_t(x)] dt + g(t) dw̄,   Δt = t_{i+1} − t_i < 0,
 

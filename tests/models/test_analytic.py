@@ -25,7 +25,7 @@ def test_single_gaussian_denoiser_is_the_linear_shrinkage(single_gaussian):
 
 
 def test_denoiser_satisfies_tweedie(mixture_2d):
-    """D(x; σ) = x + σ²·∇ log p(x; σ) (seed 003 eq 10 with s = 1), by autograd
+    """D(x; σ) = x + σ²·∇ log p(x; σ) (Karras et al. 2022 eq 3), by autograd
     through an independent log-density."""
     x = torch.tensor(np.random.default_rng(2).standard_normal((32, 2)) * 2, requires_grad=True)
     w, mu = torch.tensor(mixture_2d.weights), torch.tensor(mixture_2d.means)

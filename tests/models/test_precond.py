@@ -1,4 +1,4 @@
-"""Preconditioning wrappers against DESIGN.md §2's closed forms, written here in NumPy."""
+"""Preconditioning wrappers against the closed forms of docs/design.md ("Maths"), written here in NumPy."""
 
 import numpy as np
 import pytest
