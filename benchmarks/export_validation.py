@@ -7,11 +7,15 @@ worst element as a fraction of its tolerance, and, for fp16, the end-to-end
 check (final samples of Heun vs the float32 torch model). The bundled model
 and the exact mixture are included as they ship.
 
-    python benchmarks/export_validation.py
+    python benchmarks/export_validation.py [--quick]
+
+``--quick`` exports two cases (the EDM U-Net and the exact mixture), a smoke run
+of seconds.
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -21,9 +25,8 @@ import torch
 from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
 from edgediff.export.onnx import export_onnx
-from edgediff.models.analytic import mixture_model
-from edgediff.models.bundled import load_bundled
 from edgediff.models.checkpoint import LoadedModel, build_denoiser, make_config
+from edgediff.models.loader import resolve_source
 from edgediff.schedules import EDMSchedule, VESchedule, VPSchedule
 
 UNET = {"img_resolution": 8, "in_channels": 1, "out_channels": 1, "model_channels": 16,
@@ -33,31 +36,37 @@ SCHEDULES = {"edm": EDMSchedule(), "vp": VPSchedule(), "ve": VESchedule(),
              DiscreteSchedule.from_betas(), "sample": DiscreteSchedule.from_betas()}
 
 
-def small_unet(parameterization: str) -> LoadedModel:
+def small_unet(parameterization: str) -> tuple[LoadedModel, str]:
+    """The model and its source digest: "unknown", its weights come from no file."""
     config = make_config("unet", UNET, parameterization, SCHEDULES[parameterization], (1, 8, 8))
     torch.manual_seed(0)
     denoiser, schedule = build_denoiser(config)
     with torch.no_grad():
         for p in denoiser.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    return LoadedModel(denoiser, config, schedule)
+    return LoadedModel(denoiser, config, schedule), "unknown"
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="two cases, a smoke run")
+    args = ap.parse_args()
     torch.set_num_threads(2)
     cases = [(f"unet-{p}", small_unet) for p in SCHEDULES]
-    cases += [("bundled digits (edm)", lambda _p: load_bundled()),
-              ("exact mixture (analytic)", lambda _p: mixture_model())]
+    cases += [("bundled digits (edm)", lambda _p: resolve_source("bundled")),
+              ("exact mixture (analytic)", lambda _p: resolve_source("mixture2d"))]
+    if args.quick:
+        cases = [cases[0], cases[-1]]
     print(f"{'model':<26}{'prec':<6}{'max abs':>10}{'max rel':>10}{'worst/tol':>10}"
           f"{'e2e max abs':>13}{'e2e RMS':>10}{'s':>6}")
     with tempfile.TemporaryDirectory() as tmp:
         for name, make in cases:
             for fp16 in (False, True):
-                model = make(name.removeprefix("unet-"))
+                model, digest = make(name.removeprefix("unet-"))
                 path = Path(tmp) / "m.onnx"
                 t0 = time.perf_counter()
                 try:
-                    v = export_onnx(model, path, source_sha256="bench", force=True, fp16=fp16)
+                    v = export_onnx(model, path, source_sha256=digest, force=True, fp16=fp16)
                 except EdgediffError as e:
                     print(f"{name:<26}{'fp16' if fp16 else 'fp32':<6}  {e}")
                     continue

@@ -1,7 +1,7 @@
 """``generate`` throughput: local against Ray with 1 and 2 workers, side by side in
 one process, and the fixed cost Ray adds per shard.
 
-    python benchmarks/generate_throughput.py [--num 2048] [--reps 3]
+    python benchmarks/generate_throughput.py [--num 2048] [--reps 3] [--quick]
 
 Throughput: the bundled digits model, Heun 18 steps (35 NFE), shards of 256,
 batches of 64. Local runs shards one after another with ONNX Runtime's threads
@@ -11,8 +11,11 @@ batches of 64. Local runs shards one after another with ONNX Runtime's threads
 Per-shard cost: the exact mixture (no network) at 1 Euler step with shards of one
 sample, so a shard is almost all overhead: (Ray time − local time) / shards is
 what each shard costs in scheduling, transfer and the driver's writes beyond a
-local run. Medians over ``--reps`` runs; startup (cluster, actors loading the
-artifact) is reported apart.
+local run. Median and p90 over ``--reps`` runs; startup (cluster, actors loading
+the artifact) is reported apart.
+
+``--quick`` is a smoke run of seconds: 64 samples at 4 steps in shards of 16,
+batches of 8, 16 one-sample shards, 2 repetitions; its figures are not measurements.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import ray
 
+from edgediff.catalogue import nfe
 from edgediff.export.onnx import export_source
 from edgediff.lab.cluster import RayPool
 from edgediff.lab.generate import generate_artifact
@@ -55,10 +60,20 @@ def timed(artifact: Path, out: Path, job: dict, workers: int | None, threads: in
     return time.perf_counter() - t0
 
 
+QUICK = {"num": 64, "reps": 2, "steps": 4, "shard_size": 16, "batch": 8, "shards": 16}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num", type=int, default=2048)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=18, help="Heun steps of the throughput runs")
+    ap.add_argument("--shard-size", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--shards", type=int, default=256, help="one-sample shards of the cost run")
+    ap.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")
+    if ap.parse_known_args()[0].quick:
+        ap.set_defaults(**QUICK)  # flags given explicitly still win
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="edgediff-gen-bench-"))
     digits, mixture = tmp / "digits.onnx", tmp / "mixture.onnx"
@@ -72,7 +87,8 @@ def main() -> None:
     RayPool(digits, None, workers=2, threads=1).close()
     t_actors = time.perf_counter() - t0
 
-    job = dict(num=args.num, shard_size=256, batch=64, solver="heun", steps=18)
+    job = dict(num=args.num, shard_size=args.shard_size, batch=args.batch, solver="heun",
+               steps=args.steps)
     configs = [("local, 1 thread", None, 1), ("local, 2 threads", None, 2),
                ("Ray, 1 worker", 1, 1), ("Ray, 2 workers", 2, 1)]
     times = {name: [] for name, _, _ in configs}
@@ -83,15 +99,16 @@ def main() -> None:
             times[name].append(timed(digits, out, job, workers, threads))
             digests.add(digest(out))
     base = statistics.median(times["local, 1 thread"])
-    print(f"digits, heun 18 steps (35 NFE), {args.num} samples in shards of 256, batch 64; "
-          f"median of {args.reps}")
-    print(f"{'configuration':<20}{'s':>8}{'samples/s':>11}{'vs local 1 thread':>19}")
+    print(f"digits, heun {args.steps} steps ({nfe('heun', args.steps)} NFE), {args.num} samples "
+          f"in shards of {args.shard_size}, batch {args.batch}; median [p90] of {args.reps}")
+    print(f"{'configuration':<20}{'s':>16}{'samples/s':>11}{'vs local 1 thread':>19}")
     for name, *_ in configs:
         t = statistics.median(times[name])
-        print(f"{name:<20}{t:>8.2f}{args.num / t:>11.1f}{base / t:>18.2f}x")
+        p90 = f"[{np.percentile(times[name], 90):.2f}]"
+        print(f"{name:<20}{t:>8.2f} {p90:>7}{args.num / t:>11.1f}{base / t:>18.2f}x")
     print(f"identical files in every configuration: {len(digests) == 1}")
 
-    tiny = dict(num=256, shard_size=1, batch=1, solver="euler", steps=1)
+    tiny = dict(num=args.shards, shard_size=1, batch=1, solver="euler", steps=1)
     local, remote = [], []
     for rep in range(args.reps):
         local.append(timed(mixture, tmp / f"tiny-local-{rep}", tiny, None, 1))

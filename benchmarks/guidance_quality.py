@@ -7,7 +7,9 @@ exactly as benchmarks/digits_quality.py measures the unconditional model.
 Samples: 35-NFE Heun (EDM ρ-grid, 18 steps), as many as held-out digits (360),
 requested classes 0…9 in turn, the same x_T at every w.
 
-    python benchmarks/guidance_quality.py [--checkpoint STEM] [--scales 0,1,2,3,4]
+    python benchmarks/guidance_quality.py [--checkpoint STEM] [--scales 0,1,2,3,4] [--quick]
+
+``--quick``: 100 samples, 4 steps, w = 0 and 2; a smoke run of seconds, not the figures.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgediff.catalogue import nfe
 from edgediff.datasets import load_dataset
 from edgediff.lab.features import DigitsFeatures
 from edgediff.lab.images import grid, to_uint8, write_png
@@ -37,6 +40,11 @@ def main() -> None:
     ap.add_argument("--scales", default="0,1,2,3,4")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="out/guidance-quality")
+    ap.add_argument("--steps", type=int, default=18)
+    ap.add_argument("--num", type=int, default=None, help="samples (default: as many as held-out)")
+    ap.add_argument("--quick", action="store_true", help="100 samples, 4 steps, w = 0, 2")
+    if ap.parse_known_args()[0].quick:
+        ap.set_defaults(num=100, steps=4, scales="0,2")
     args = ap.parse_args()
     torch.set_num_threads(2)
     stem = args.checkpoint or bundled_path().with_name("digits-edm-cond")
@@ -45,13 +53,14 @@ def main() -> None:
     null = int(model.config.get("null_label", k))
     feats, test = DigitsFeatures(), load_dataset("digits", "test")
     f_test = feats(test)
-    n = len(test)
+    n = args.num or len(test)
     labels = np.arange(n) % k
-    sigmas = EDMSchedule().sigmas(18)
+    sigmas = EDMSchedule().sigmas(args.steps)
     x_T = torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(args.seed),
                       dtype=torch.float64) * sigmas[0]
     cond, uncond = labelled(model.denoiser, labels), labelled(model.denoiser, np.full(n, null))
-    print(f"{stem}: {n} samples per row, classes 0…{k - 1} in turn, 35-NFE Heun")
+    print(f"{stem}: {n} samples per row, classes 0…{k - 1} in turn, "
+          f"{nfe('heun', args.steps)}-NFE Heun")
     print(f"{'guidance w':<26}{'label accuracy':>16}{'FD vs held-out':>16}")
     x = heun(uncond, x_T, sigmas).float().numpy()
     print(f"{'unconditional (null)':<26}{'-':>16}{frechet_distance(feats(x), f_test):>16.3f}")

@@ -9,7 +9,10 @@ U-Net of the same size, and a CIFAR-sized class-conditional diffusers
 UNet2DModel (channels 128, 256, 256, 256, two layers per block, attention at
 16×16, 10 classes; random weights — speed only).
 
-    python benchmarks/guidance_speed.py [--threads 2] [--reps 10] [--no-cifar]
+    python benchmarks/guidance_speed.py [--threads 2] [--reps 10] [--no-cifar] [--quick]
+
+``--quick`` is a smoke run of seconds: 3 steps, batches 1 and 2, 3 repetitions, and
+the CIFAR-shaped U-Net shrunk to 16×16 with 32 channels per level.
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ from edgediff import runtime
 from edgediff.catalogue import nfe
 from edgediff.export.onnx import export_onnx
 
-SOLVER, STEPS, W = "heun", 10, 2.0
+SOLVER, W = "heun", 2.0
+CIFAR = {"sample_size": 32, "block_out_channels": (128, 256, 256, 256), "layers_per_block": 2}
+TINY = {"sample_size": 16, "block_out_channels": (32, 32, 32, 32), "layers_per_block": 1,
+        "norm_num_groups": 8}
+QUICK = {"steps": 3, "reps": 3, "batches": [1, 2], "tiny": True}
 
 
 def digits_model():
@@ -48,14 +55,13 @@ def digits_model():
     return "digits-sized U-Net (random, conditional)", LoadedModel(D.eval(), config, schedule)
 
 
-def cifar_model(folder: Path):
+def cifar_model(folder: Path, size: dict):
     from diffusers import DDPMScheduler, UNet2DModel
 
     from edgediff.models.diffusers_import import load_diffusers
 
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
-                       block_out_channels=(128, 256, 256, 256), num_class_embeds=11,
+    unet = UNet2DModel(in_channels=3, out_channels=3, num_class_embeds=11, **size,
                        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D",
                                          "DownBlock2D"),
                        up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D",
@@ -63,7 +69,8 @@ def cifar_model(folder: Path):
     params = sum(p.numel() for p in unet.parameters()) / 1e6
     unet.save_pretrained(folder / "unet", safe_serialization=True)
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder / "scheduler")
-    return f"CIFAR-sized UNet2DModel ({params:.1f} M parameters)", load_diffusers(folder)
+    sized = "CIFAR-sized" if size == CIFAR else f"tiny {size['sample_size']}×{size['sample_size']}"
+    return f"{sized} UNet2DModel ({params:.1f} M parameters)", load_diffusers(folder)
 
 
 def interleaved(fns: dict, reps: int) -> dict[str, np.ndarray]:
@@ -83,16 +90,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     p.add_argument("--no-cifar", action="store_true")
+    p.add_argument("--tiny", action="store_true", help="the U-Net at 16×16, 32 channels")
+    p.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")
+    if p.parse_known_args()[0].quick:
+        p.set_defaults(**QUICK)  # flags given explicitly still win
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         models = [digits_model()]
         if not a.no_cifar:
-            models.append(cifar_model(tmp / "cifar"))
-        calls = nfe(SOLVER, STEPS)
-        print(f"{SOLVER}, {STEPS} steps = {calls} NFE, w = {W}, {a.threads} threads, "
+            models.append(cifar_model(tmp / "cifar", TINY if a.tiny else CIFAR))
+        calls = nfe(SOLVER, a.steps)
+        print(f"{SOLVER}, {a.steps} steps = {calls} NFE, w = {W}, {a.threads} threads, "
               f"median [p90] of {a.reps} warm runs")
         print(f"{'model':<44}{'batch':>6}{'(a) ms/NFE/sample':>20}{'(b) ms/NFE/sample':>20}"
               f"{'(a)/(b)':>9}")
@@ -102,12 +115,12 @@ def main() -> None:
                 paths[form] = tmp / f"{form}.onnx"
                 export_onnx(model, paths[form], source_sha256="0" * 64, validate=False,
                             guidance=guided, force=True)
-            for batch in (1, 16):
+            for batch in a.batches:
                 D = {f: runtime.load(paths[f], threads=a.threads, max_batch=batch)
                      for f in paths}
                 labels = np.arange(batch) % D["a"].info.num_classes
                 times = interleaved({f: partial(
-                    runtime.sample, D[f], batch, batch=batch, solver=SOLVER, steps=STEPS,
+                    runtime.sample, D[f], batch, batch=batch, solver=SOLVER, steps=a.steps,
                     labels=labels, guidance=W) for f in D}, a.reps)
                 per = {f: (np.median(t), np.percentile(t, 90))
                        for f, t in ((f, t / (calls * batch) * 1e3) for f, t in times.items())}

@@ -11,7 +11,10 @@ AMX, ARM dotprod) and which kernels ONNX Runtime ran for the int8 graph (its
 profiler's op counts: QLinearConv and friends mean the QDQ pairs were fused into
 integer kernels; DequantizeLinear → Conv would mean they were not).
 
-    python benchmarks/int8_speed.py [--reps 20] [--no-cifar] [--calibration 4]
+    python benchmarks/int8_speed.py [--reps 20] [--no-cifar] [--calibration 4] [--quick]
+
+``--quick`` is a smoke run of seconds: batches 1 and 2, 3 rounds, 2 calibration
+samples, and the CIFAR-shaped U-Net shrunk to 16×16 with 32 channels per level.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ import torch
 
 from edgediff.export.onnx import export_onnx
 from edgediff.models.loader import resolve_source
+
+CIFAR = {"sample_size": 32, "block_out_channels": (128, 256, 256, 256), "layers_per_block": 2}
+TINY = {"sample_size": 16, "block_out_channels": (32, 32, 32, 32), "layers_per_block": 1,
+        "norm_num_groups": 8}
+QUICK = {"reps": 3, "calibration": 2, "batches": [1, 2], "tiny": True}
 
 
 def cpu_int8_features() -> str:
@@ -69,21 +77,19 @@ def kernels(path: Path, feed: dict) -> str:
             f"DequantizeLinear {ops['DequantizeLinear']}")
 
 
-def cifar_model(folder: Path):
+def cifar_model(folder: Path, size: dict):
     from diffusers import DDPMScheduler, UNet2DModel
 
-    from edgediff.models.diffusers_import import load_diffusers
-
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, layers_per_block=2,
-                       block_out_channels=(128, 256, 256, 256),
+    unet = UNet2DModel(in_channels=3, out_channels=3, **size,
                        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D",
                                          "DownBlock2D"),
                        up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
     params = sum(p.numel() for p in unet.parameters()) / 1e6
     unet.save_pretrained(folder / "unet", safe_serialization=True)
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder / "scheduler")
-    return f"CIFAR-sized UNet2DModel ({params:.1f} M)", load_diffusers(folder), "0" * 64
+    sized = "CIFAR-sized" if size == CIFAR else f"tiny {size['sample_size']}×{size['sample_size']}"
+    return f"{sized} UNet2DModel ({params:.1f} M)", *resolve_source(str(folder))
 
 
 def timed(fns: dict, reps: int) -> dict[str, np.ndarray]:
@@ -105,7 +111,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calibration", type=int, default=4,
                     help="samples of each model's default solver to calibrate on")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--no-cifar", action="store_true")
+    ap.add_argument("--tiny", action="store_true", help="the U-Net at 16×16, 32 channels")
+    ap.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")
+    if ap.parse_known_args()[0].quick:
+        ap.set_defaults(**QUICK)  # flags given explicitly still win
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"CPU int8 support: {cpu_int8_features()}; onnxruntime {ort.__version__}, "
@@ -115,7 +126,7 @@ def main() -> None:
         model, digest = resolve_source("bundled")
         models = [("digits (bundled, 1.0 M)", model, digest)]
         if not a.no_cifar:
-            models.append(cifar_model(tmp / "cifar"))
+            models.append(cifar_model(tmp / "cifar", TINY if a.tiny else CIFAR))
         for name, model, digest in models:
             f32, i8 = tmp / f"{len(name)}-fp32.onnx", tmp / f"{len(name)}-int8.onnx"
             export_onnx(model, f32, source_sha256=digest, validate=False)
@@ -124,7 +135,7 @@ def main() -> None:
             print(f"\n{name}: {check}")
             shape = tuple(model.config["sample_shape"])
             net = model.denoiser.float().eval()
-            for batch in (1, 8):
+            for batch in a.batches:
                 rng = np.random.default_rng(0)
                 x = rng.standard_normal((batch, *shape)).astype(np.float32)
                 s = np.full(batch, 1.0, np.float32)
@@ -147,7 +158,7 @@ def main() -> None:
                     f"{k} {med[k]:.2f} [{p90[k]:.2f}]" for k in t)
                     + f"   int8 vs fp32 {med['fp32'] / med['int8']:.2f}×, "
                       f"fp32 vs torch {med['torch'] / med['fp32']:.2f}×")
-                if batch == 8:
+                if batch == a.batches[-1]:
                     print(f"  int8 kernels run: {kernels(i8, feed)}")
 
 

@@ -5,7 +5,10 @@ each solver, the NumPy + ONNX Runtime loop and the torch reference
 (float32 module) from the same x_T with the same per-step noise, max abs
 difference of the final samples.
 
-    python benchmarks/parity.py [--num 16]
+    python benchmarks/parity.py [--num 16] [--quick]
+
+``--quick`` runs every row at no more than 5 steps on 2 samples: a smoke run of
+seconds, not the figures.
 """
 
 from __future__ import annotations
@@ -19,8 +22,7 @@ import torch
 
 from edgediff import runtime
 from edgediff.export.onnx import export_onnx
-from edgediff.models.analytic import mixture_model
-from edgediff.models.bundled import load_bundled
+from edgediff.models.loader import resolve_source
 from edgediff.samplers.reference import reference_run
 from edgediff.settings import SolverSettings
 from edgediff.streams import NoiseStreams
@@ -42,23 +44,30 @@ RUNS = [  # solver, steps, options
     ("deis", 10, {"order": 3}),
     ("unipc", 10, {"order": 3}),
 ]
+QUICK_STEPS = 5
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true",
+                    help=f"at most {QUICK_STEPS} steps, 2 samples (unless --num)")
+    if ap.parse_known_args()[0].quick:
+        ap.set_defaults(num=2)
     args = ap.parse_args()
     torch.set_num_threads(2)
     print(f"{'solver':<16}{'options':<52}{'steps':>6}{'mixture':>11}{'digits':>11}"
           f"   max abs diff, {args.num} samples, runtime vs torch reference")
     with tempfile.TemporaryDirectory() as tmp:
         models = {}
-        for name, model in (("mixture", mixture_model()), ("digits", load_bundled())):
+        for name, source in (("mixture", "mixture2d"), ("digits", "bundled")):
+            model, digest = resolve_source(source)
             path = Path(tmp) / f"{name}.onnx"
-            export_onnx(model, path, source_sha256="parity", validate=False)
+            export_onnx(model, path, source_sha256=digest, validate=False)
             models[name] = (model, runtime.load(path, threads=2))
         for solver, steps, options in RUNS:
+            steps = min(steps, QUICK_STEPS) if args.quick else steps
             errs = []
             for model, D in models.values():
                 settings = SolverSettings(solver, steps, options)

@@ -13,7 +13,10 @@ timed with a denoiser that does no work, and "between", the time outside the
 denoiser calls of a real run (its step arithmetic after each ONNX Runtime call).
 
     python benchmarks/runtime_vs_torch.py [--threads 2] [--reps 30] [--onnx PATH]
-        [--torch-device cuda]
+        [--torch-device cuda] [--quick]
+
+``--quick`` is a smoke run of seconds (6 steps, batches 1 and 2, 3 repetitions);
+its figures are not measurements.
 
 ``--torch-device cuda`` runs the torch reference on the GPU (synchronized per
 run) against the runtime on ONNX Runtime's CPU provider.
@@ -38,10 +41,10 @@ import torch
 from edgediff import runtime
 from edgediff.catalogue import nfe
 from edgediff.export.onnx import export_onnx
-from edgediff.models.bundled import load_bundled
+from edgediff.models.loader import resolve_source
 from edgediff.samplers import at_precision, heun
 
-STEPS = 18
+QUICK = {"steps": 6, "reps": 3, "batches": [1, 2], "loop_reps": 20}
 
 
 class Recorder:
@@ -102,24 +105,29 @@ def timed(fn) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=18)
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--loop-reps", type=int, default=200, help="runs of the no-work loop")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--onnx", default=None, help="exported bundled model (default: export now)")
     ap.add_argument("--torch-device", default="cpu", help="where the torch reference runs")
+    ap.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")
+    if ap.parse_known_args()[0].quick:
+        ap.set_defaults(**QUICK)  # flags given explicitly still win
     args = ap.parse_args()
     device = torch.device(args.torch_device)
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
-    model = load_bundled()
+    model, digest = resolve_source("bundled")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.onnx) if args.onnx else Path(tmp) / "digits.onnx"
         if not args.onnx:
-            export_onnx(model, path, source_sha256="bench", validate=False)
+            export_onnx(model, path, source_sha256=digest, validate=False)
         D = runtime.load(path, threads=args.threads)
         reference = at_precision(model.denoiser.float().eval().to(device))
-        sigmas = runtime.sigma_grid(D.info, STEPS).tolist()
-        n_calls = nfe("heun", STEPS)
-        print(f"bundled digits model, heun {STEPS} steps ({n_calls} NFE), {args.threads} "
+        sigmas = runtime.sigma_grid(D.info, args.steps).tolist()
+        n_calls = nfe("heun", args.steps)
+        print(f"bundled digits model, heun {args.steps} steps ({n_calls} NFE), {args.threads} "
               f"threads, {args.reps} warm repetitions; torch {torch.__version__} on {device}, "
               f"onnxruntime {onnxruntime.__version__} on CPU")
         print(f"{'batch':>5} {'torch ms/sample':>16} {'runtime ms/sample':>18} {'speed-up':>9} "
@@ -141,7 +149,7 @@ def main() -> None:
             t_ref, t_rt, t_rt2, t_call = [], [], [], []
             null = NullDenoiser(D.info, x.shape)
             loop = min(timed(lambda: runtime.SOLVERS["heun"](null, x, sigmas))  # noqa: B023
-                       for _ in range(200)) / n_calls
+                       for _ in range(args.loop_reps)) / n_calls
             for _ in range(args.reps):  # speed: torch reference vs runtime
                 t_ref.append(timed(run_ref))
                 t_rt.append(timed(run_rt))

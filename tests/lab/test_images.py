@@ -1,6 +1,9 @@
 """Sample grids through Pillow: the PNG holds the grid's pixels, scaled by repetition."""
 
 import numpy as np
+import pytest
+
+pytest.importorskip("PIL", reason="Pillow is not installed (the lab extra)")
 from PIL import Image
 
 from edgediff.lab.images import grid, to_uint8, write_png

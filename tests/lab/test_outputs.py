@@ -4,6 +4,9 @@ import json
 
 import numpy as np
 import pytest
+
+pytest.importorskip("matplotlib", reason="matplotlib is not installed (the lab extra)")
+pytest.importorskip("PIL", reason="Pillow is not installed (the lab extra)")
 from PIL import Image
 
 from edgediff.artifact import ArtifactInfo

@@ -1,9 +1,12 @@
 """The lab's figures: what a reader needs is on them (ticks and labels, log axes
 where the data spans decades, a legend, a title, the floor, the exact density)."""
 
-import matplotlib
 import numpy as np
 import pytest
+
+pytest.importorskip("matplotlib", reason="matplotlib is not installed (the lab extra)")
+pytest.importorskip("PIL", reason="Pillow is not installed (the lab extra)")
+import matplotlib
 from PIL import Image
 
 from edgediff.lab.plots import (
