@@ -1,0 +1,67 @@
+"""Every benchmark runs: each file in benchmarks/ (found by globbing) runs with
+``--quick`` in a fresh folder, exits 0, and prints the line its claim rests on.
+
+A new benchmark cannot land broken: it is found here whether or not anyone
+remembered it, and it fails until ``EXPECT`` says what its quick run must print.
+The patterns check shape, not values (quick runs are too short for the values
+to mean anything): a ratio, a table row of finite numbers, a verdict.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[2]
+BENCHMARKS = sorted((ROOT / "benchmarks").glob("*.py"))
+NUM = r"[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?"
+
+# what each benchmark's quick run prints, as regular expressions (multiline)
+EXPECT = {
+    "digits_quality": [rf"^7-NFE Heun samples vs held-out\s+\d+\s+{NUM}$",
+                       rf"^real half A vs real half B\s+\d+\s+{NUM}$"],
+    "export_validation": [rf"^unet-edm\s+fp32\s+{NUM}\s+{NUM}\s+{NUM}",
+                          rf"^unet-edm\s+fp16\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}"],
+    "generate_throughput": [rf"^Ray, 2 workers\s+{NUM}\s+\[{NUM}\]\s+{NUM}\s+{NUM}x$",
+                            r"^identical files in every configuration: True$"],
+    "guidance_quality": [rf"^unconditional \(null\)\s+-\s+{NUM}$", rf"^2\s+{NUM}\s+{NUM}$"],
+    "guidance_speed": [rf"^digits \(conditional, shipped\)\s+1\s+{NUM} \[{NUM}\]\s+{NUM} "
+                       rf"\[{NUM}\]\s+{NUM}×$"],
+    "int8_quality": [rf"^int8, trajectory\s+{NUM} \({NUM}\)\s+{NUM}(\s+{NUM}){{3}}$"],
+    "int8_speed": [rf"batch 1: fp32 {NUM} \[{NUM}\]\s+int8 {NUM} \[{NUM}\]\s+torch {NUM} "
+                   rf"\[{NUM}\]\s+int8 vs fp32 {NUM}×, fp32 vs torch {NUM}×",
+                   r"int8 kernels run: integer \{'QGemm'"],
+    "parity": [rf"^heun\s+5\s+{NUM}\s+{NUM}$", rf"^unipc\s+order=3\s+5\s+{NUM}\s+{NUM}$"],
+    "runtime_vs_torch": [rf"^\s+1\s+{NUM} \[{NUM}\]\s+{NUM} \[{NUM}\]\s+{NUM}x\s+{NUM}\s+{NUM}"],
+}
+
+
+def test_every_benchmark_says_what_its_quick_run_prints():
+    assert BENCHMARKS, "no benchmarks found"
+    missing = sorted({p.stem for p in BENCHMARKS} - set(EXPECT))
+    assert missing == [], f"add the lines these benchmarks' --quick runs print to EXPECT: {missing}"
+    stale = sorted(set(EXPECT) - {p.stem for p in BENCHMARKS})
+    assert stale == []
+
+
+@pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
+def test_the_benchmark_runs_quick(script: Path, tmp_path):
+    if "--quick" not in script.read_text():
+        pytest.fail(f"{script.name} has no --quick mode")
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "RAY_DISABLE_USAGE_STATS": "1"}
+    res = subprocess.run([sys.executable, str(script), "--quick"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=240)
+    out = res.stdout + res.stderr
+    if res.returncode != 0 and re.search(r'pip install "edgediff\[(\w+)\]"', out):
+        pytest.skip(f"{script.name} needs an extra that is not installed: "
+                    f"{re.search(r'pip install .*', out).group(0)}")
+    assert res.returncode == 0, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    for pattern in EXPECT.get(script.stem, []):
+        assert re.search(pattern, res.stdout, re.MULTILINE), (
+            f"{script.name} --quick did not print a line matching {pattern!r}:\n{res.stdout}")
