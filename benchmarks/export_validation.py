@@ -24,7 +24,7 @@ import torch
 
 from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
-from edgediff.export.onnx import export_onnx
+from edgediff.export.onnx import ExportOptions, export_onnx
 from edgediff.models.checkpoint import LoadedModel, build_denoiser, make_config
 from edgediff.models.loader import resolve_source
 from edgediff.schedules import EDMSchedule, VESchedule, VPSchedule
@@ -66,7 +66,8 @@ def main() -> None:
                 path = Path(tmp) / "m.onnx"
                 t0 = time.perf_counter()
                 try:
-                    v = export_onnx(model, path, source_sha256=digest, force=True, fp16=fp16)
+                    v = export_onnx(model, path, ExportOptions(force=True, fp16=fp16),
+                                    source_sha256=digest)
                 except EdgediffError as e:
                     print(f"{name:<26}{'fp16' if fp16 else 'fp32':<6}  {e}")
                     continue

@@ -31,9 +31,10 @@ import numpy as np
 import ray
 
 from edgediff.catalogue import nfe
-from edgediff.export.onnx import export_source
-from edgediff.lab.cluster import RayPool
-from edgediff.lab.generate import generate_artifact
+from edgediff.export.onnx import ExportOptions, export_source
+from edgediff.lab.cluster import RayOptions, RayPool
+from edgediff.lab.generate import GenerateOptions, generate_artifact
+from edgediff.runtime import BackendOptions
 
 
 def digest(folder: Path) -> str:
@@ -47,15 +48,16 @@ def timed(artifact: Path, out: Path, job: dict, workers: int | None, threads: in
     """Seconds for one generate run (Ray: the actors made beforehand, not timed)."""
     pool = None
     if workers:
-        pool = RayPool(artifact, None, workers=workers, threads=threads,
-                       max_batch=job["batch"])
+        pool = RayPool(artifact, BackendOptions(threads=threads, max_batch=job["batch"]),
+                       RayOptions(workers=workers))
 
     def factory(j):
         pool.job = j  # the actors take the job with each shard below
         return pool
 
     t0 = time.perf_counter()
-    generate_artifact(artifact, out, threads=threads, **job,
+    generate_artifact(artifact, out, GenerateOptions(backend=BackendOptions(threads=threads),
+                                                     **job),
                       pool_factory=factory if pool else None)
     return time.perf_counter() - t0
 
@@ -77,14 +79,14 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="edgediff-gen-bench-"))
     digits, mixture = tmp / "digits.onnx", tmp / "mixture.onnx"
-    export_source("bundled", digits, validate=False)
-    export_source("mixture2d", mixture, validate=False)
+    export_source("bundled", digits, ExportOptions(validate=False))
+    export_source("mixture2d", mixture, ExportOptions(validate=False))
 
     t0 = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     t_init = time.perf_counter() - t0
     t0 = time.perf_counter()
-    RayPool(digits, None, workers=2, threads=1).close()
+    RayPool(digits, BackendOptions(threads=1), RayOptions(workers=2)).close()
     t_actors = time.perf_counter() - t0
 
     job = dict(num=args.num, shard_size=args.shard_size, batch=args.batch, solver="heun",

@@ -26,7 +26,7 @@ from edgediff.lab.features import DigitsFeatures
 from edgediff.lab.images import grid, to_uint8, write_png
 from edgediff.lab.metrics import frechet_distance
 from edgediff.models.bundled import bundled_path
-from edgediff.models.checkpoint import load_checkpoint
+from edgediff.models.readers.native import load_checkpoint
 from edgediff.samplers import heun
 from edgediff.samplers.guidance import guided
 from edgediff.samplers.reference import labelled

@@ -28,7 +28,7 @@ import torch
 
 from edgediff import runtime
 from edgediff.catalogue import nfe
-from edgediff.export.onnx import export_onnx
+from edgediff.export.onnx import ExportOptions, export_onnx
 
 SOLVER, W = "heun", 2.0
 CIFAR = {"sample_size": 32, "block_out_channels": (128, 256, 256, 256), "layers_per_block": 2}
@@ -39,7 +39,7 @@ QUICK = {"steps": 3, "reps": 3, "batches": [1, 2], "tiny": True}
 
 def digits_model():
     from edgediff.models.bundled import bundled_path
-    from edgediff.models.loader import load_model
+    from edgediff.models.readers import load_model
 
     cond = Path(bundled_path()).with_name("digits-edm-cond.safetensors")
     if cond.is_file():
@@ -58,7 +58,7 @@ def digits_model():
 def cifar_model(folder: Path, size: dict):
     from diffusers import DDPMScheduler, UNet2DModel
 
-    from edgediff.models.diffusers_import import load_diffusers
+    from edgediff.models.readers.diffusers_unet import load_diffusers
 
     torch.manual_seed(0)
     unet = UNet2DModel(in_channels=3, out_channels=3, num_class_embeds=11, **size,
@@ -113,8 +113,8 @@ def main() -> None:
             paths = {}
             for form, guided in (("a", False), ("b", True)):
                 paths[form] = tmp / f"{form}.onnx"
-                export_onnx(model, paths[form], source_sha256="0" * 64, validate=False,
-                            guidance=guided, force=True)
+                export_onnx(model, paths[form], source_sha256="0" * 64, options=ExportOptions(
+                    validate=False, guidance=guided, force=True))
             for batch in a.batches:
                 D = {f: runtime.load(paths[f], threads=a.threads, max_batch=batch)
                      for f in paths}

@@ -25,7 +25,8 @@ import numpy as np
 
 from edgediff import runtime
 from edgediff.datasets import load_dataset
-from edgediff.export.onnx import export_onnx
+from edgediff.export.int8 import Int8Options
+from edgediff.export.onnx import ExportOptions, export_onnx
 from edgediff.lab.features import DigitsFeatures
 from edgediff.lab.metrics import frechet_distance
 from edgediff.models.loader import resolve_source
@@ -56,23 +57,27 @@ def main() -> None:
         checks = {}
         for method in METHODS[:1] if args.quick else METHODS:
             paths[method] = tmp / f"{method}.onnx"
-            checks[method] = export_onnx(model, paths[method], source_sha256=digest, int8=True,
-                                         calibration=args.calibration,
-                                         calibration_method=method, int8_tolerance=100.0)
+            checks[method] = export_onnx(model, paths[method], source_sha256=digest,
+                                         options=ExportOptions(int8=Int8Options(
+                                             calibration=args.calibration, method=method,
+                                             tolerance=100.0)))
         if not args.quick:  # the same trajectories, quantized for TensorRT (symmetric int8)
             paths["trajectory, TensorRT target"] = tmp / "trt.onnx"
             checks["trajectory, TensorRT target"] = export_onnx(
-                model, paths["trajectory, TensorRT target"], source_sha256=digest, int8=True,
-                calibration=args.calibration, int8_tolerance=100.0, int8_target="tensorrt")
+                model, paths["trajectory, TensorRT target"], source_sha256=digest,
+                options=ExportOptions(int8=Int8Options(calibration=args.calibration,
+                                                       tolerance=100.0, target="tensorrt")))
         print(f"bundled digits model, int8 calibrated on {args.calibration} samples of Heun 18; "
-              f"{n} samples per column, FD to the {len(test)} held-out digits (train vs held-out: 2.93)")
+              f"{n} samples per column, FD to the {len(test)} held-out digits "
+              f"(train vs held-out: 2.93)")
         head = "".join(f"{f'FD {s}-{k}':>16}" for s, k in solvers)
         print(f"{'graph':<36}{'worst RMS (σ)':>20}{'end-to-end RMS':>16}{head}")
         for name, path in paths.items():
             D = runtime.load(path, threads=2)
             fds = []
             for solver, steps in solvers:
-                x = runtime.sample(D, n, seed=0, batch=120, solver=solver, steps=steps)
+                x = runtime.sample(D, n, seed=0, solver=solver, steps=steps,
+                                   run=runtime.RunOptions(batch=120))
                 fds.append(frechet_distance(feats(x), f_test))
             if name == "fp32":
                 sweep, e2e, label = "-", "-", "fp32"
@@ -85,16 +90,18 @@ def main() -> None:
         cond, cdigest = resolve_source("bundled-cond")
         cpaths = {"fp32": tmp / "cond.onnx", "int8, trajectory": tmp / "cond8.onnx"}
         export_onnx(cond, cpaths["fp32"], source_sha256=cdigest)
-        export_onnx(cond, cpaths["int8, trajectory"], source_sha256=cdigest, int8=True,
-                    calibration=args.calibration, int8_tolerance=100.0)
+        export_onnx(cond, cpaths["int8, trajectory"], source_sha256=cdigest,
+                    options=ExportOptions(int8=Int8Options(calibration=args.calibration,
+                                                           tolerance=100.0)))
         labels = np.arange(n) % 10
         print(f"\nclass-conditional digits model, w = 1, Heun {cond_steps}, {n} samples, "
               "classes in turn")
         print(f"{'graph':<26}{'label accuracy':>16}{'FD':>10}")
         for name, path in cpaths.items():
             D = runtime.load(path, threads=2)
-            x = runtime.sample(D, n, seed=0, batch=120, labels=labels, solver="heun",
-                               steps=cond_steps)
+            x = runtime.sample(D, n, seed=0, solver="heun", steps=cond_steps,
+                               condition=runtime.Condition(labels),
+                               run=runtime.RunOptions(batch=120))
             acc = float(np.mean(feats.classify(x) == labels))
             print(f"{name:<26}{acc:>16.3f}{frechet_distance(feats(x), f_test):>10.3f}")
 

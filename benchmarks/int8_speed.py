@@ -31,7 +31,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from edgediff.export.onnx import export_onnx
+from edgediff.export.int8 import Int8Options
+from edgediff.export.onnx import ExportOptions, export_onnx
 from edgediff.models.loader import resolve_source
 
 CIFAR = {"sample_size": 32, "block_out_channels": (128, 256, 256, 256), "layers_per_block": 2}
@@ -129,9 +130,9 @@ def main() -> None:
             models.append(cifar_model(tmp / "cifar", TINY if a.tiny else CIFAR))
         for name, model, digest in models:
             f32, i8 = tmp / f"{len(name)}-fp32.onnx", tmp / f"{len(name)}-int8.onnx"
-            export_onnx(model, f32, source_sha256=digest, validate=False)
-            check = export_onnx(model, i8, source_sha256=digest, int8=True, validate=False,
-                                calibration=a.calibration, int8_tolerance=100.0)
+            export_onnx(model, f32, ExportOptions(validate=False), source_sha256=digest)
+            check = export_onnx(model, i8, ExportOptions(validate=False, int8=Int8Options(
+                calibration=a.calibration, tolerance=100.0)), source_sha256=digest)
             print(f"\n{name}: {check}")
             shape = tuple(model.config["sample_shape"])
             net = model.denoiser.float().eval()

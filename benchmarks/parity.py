@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from edgediff import runtime
-from edgediff.export.onnx import export_onnx
+from edgediff.export.onnx import ExportOptions, export_onnx
 from edgediff.models.loader import resolve_source
 from edgediff.samplers.reference import reference_run
 from edgediff.settings import SolverSettings
@@ -64,7 +64,7 @@ def main() -> None:
         for name, source in (("mixture", "mixture2d"), ("digits", "bundled")):
             model, digest = resolve_source(source)
             path = Path(tmp) / f"{name}.onnx"
-            export_onnx(model, path, source_sha256=digest, validate=False)
+            export_onnx(model, path, ExportOptions(validate=False), source_sha256=digest)
             models[name] = (model, runtime.load(path, threads=2))
         for solver, steps, options in RUNS:
             steps = min(steps, QUICK_STEPS) if args.quick else steps

@@ -40,7 +40,7 @@ import torch
 
 from edgediff import runtime
 from edgediff.catalogue import nfe
-from edgediff.export.onnx import export_onnx
+from edgediff.export.onnx import ExportOptions, export_onnx
 from edgediff.models.loader import resolve_source
 from edgediff.samplers import at_precision, heun
 
@@ -122,7 +122,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.onnx) if args.onnx else Path(tmp) / "digits.onnx"
         if not args.onnx:
-            export_onnx(model, path, source_sha256=digest, validate=False)
+            export_onnx(model, path, ExportOptions(validate=False), source_sha256=digest)
         D = runtime.load(path, threads=args.threads)
         reference = at_precision(model.denoiser.float().eval().to(device))
         sigmas = runtime.sigma_grid(D.info, args.steps).tolist()

@@ -134,11 +134,14 @@ def resolve(preset: str | None, solver: str | None, steps: int | None,
 
 def load_artifact(path: Path, provider: str, threads: int | None, cuda_graph: bool,
                   metadata_file: Path | None = None, max_batch: int = 16):
+    """The artifact opened as the --provider/--threads/--cuda-graph/--metadata flags
+    and --batch (the TensorRT execution provider's largest batch) ask."""
     from edgediff import runtime
     from edgediff.metadata import read_metadata_json
 
-    return runtime.load(path, provider=provider, threads=threads, cuda_graph=cuda_graph,
-                        metadata=read_metadata_json(metadata_file), max_batch=max_batch)
+    return runtime.load(path, runtime.BackendOptions(
+        provider=provider, threads=threads, cuda_graph=cuda_graph, max_batch=max_batch,
+        metadata=read_metadata_json(metadata_file)))
 
 
 def pass_knobs(f):

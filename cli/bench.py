@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgediff.cli._sampling import backend_options, load_artifact, ray_options
+from edgediff.cli._sampling import backend_options, ray_options
 from edgediff.fileio import atomic_folder
 
 
@@ -70,18 +70,25 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
       edgediff bench digits-cond.onnx --solvers heun --nfe 35 --guidance 0,1,2,3,4
       edgediff bench digits.onnx --suite study --ray=auto --workers 16
     """
-    from edgediff.lab.bench import guidance_scales, plan_runs, run_study
+    from edgediff import runtime
+    from edgediff.lab.bench import BenchOptions, run_study
+    from edgediff.lab.cluster import RayOptions
+    from edgediff.lab.runs import guidance_scales, plan_runs
+    from edgediff.metadata import read_metadata_json
 
     runs, suite_num = plan_runs(suite, solvers, steps, nfe_list)
     num = num or suite_num or 256
-    D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file, max_batch=batch)
+    backend = runtime.BackendOptions(provider=provider, threads=threads, cuda_graph=cuda_graph,
+                                     max_batch=batch, metadata=read_metadata_json(metadata_file))
+    D = runtime.load(artifact, backend)
     scales = guidance_scales(guidance_list, D.info)
+    asked = BenchOptions(num, batch, seed, reference_steps,
+                         guidance=None if scales is None else tuple(scales), fid=fid,
+                         backend=backend,
+                         ray=None if ray_address is None else RayOptions(ray_address, workers))
     with atomic_folder(out) as folder:  # nothing lands unless the whole run succeeds
-        study = run_study(D, artifact, folder, runs, num=num, batch=batch, seed=seed,
-                          reference_steps=reference_steps, fid=fid, guidance=scales,
-                          progress=lambda label: click.echo(f"  running {label}", err=True),
-                          ray_address=ray_address, workers=workers, threads=threads,
-                          provider=provider)
+        study = run_study(D, artifact, folder, runs, asked,
+                          progress=lambda label: click.echo(f"  running {label}", err=True))
         _print_table(study, artifact, scales)
         written = [p.relative_to(folder) for p in study.written]
     for path in written:

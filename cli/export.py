@@ -74,13 +74,15 @@ def command(source, out, force, opset, no_validate, fp16, atol, rtol, guidance, 
       edgediff export bundled -o digits-trt8.onnx --int8 --int8-target tensorrt
       edgediff export mixture2d-cond -o mix-cfg.onnx --guidance
     """
-    from edgediff.export.onnx import export_source
+    from edgediff.export.int8 import Int8Options
+    from edgediff.export.onnx import ExportOptions, export_source
 
-    model, result = export_source(
-        source, out, allow_pickle=allow_pickle, null_label=null_label, opset=opset, force=force,
-        validate=not no_validate, atol=atol, rtol=rtol, fp16=fp16, guidance=guidance, int8=int8,
-        calibration=calibration, calibration_method=calibration_method,
-        int8_tolerance=int8_tolerance, int8_target=int8_target)
+    quantized = Int8Options(calibration=calibration, method=calibration_method,
+                            tolerance=int8_tolerance, target=int8_target) if int8 else None
+    options = ExportOptions(opset=opset, force=force, validate=not no_validate, atol=atol,
+                            rtol=rtol, fp16=fp16, guidance=guidance, int8=quantized)
+    model, result = export_source(source, out, options, allow_pickle=allow_pickle,
+                                  null_label=null_label)
     if result is not None:
         click.echo(result if int8 else f"ONNX Runtime vs torch {result}")
     size = Path(out).stat().st_size

@@ -55,9 +55,19 @@ def command(artifact, preset, solver, steps, num, shard_size, batch, seed, class
       edgediff generate digits.onnx --num 50000 --preset dpmpp-2m-10 -o out/gen --ray=auto
       edgediff generate digits-cond.onnx --class all --num 1000 --guidance 2 -o out/cond
     """
-    from edgediff.lab.generate import ShardResult, generate_artifact
+    from edgediff import runtime
+    from edgediff.lab.cluster import RayOptions
+    from edgediff.lab.generate import GenerateOptions, generate_artifact
+    from edgediff.lab.shards import ShardResult
+    from edgediff.metadata import read_metadata_json
 
     solver, steps, options = resolve(preset, solver, steps, **knobs)
+    backend = runtime.BackendOptions(provider=provider, threads=threads, cuda_graph=cuda_graph,
+                                     metadata=read_metadata_json(metadata_file))
+    asked = GenerateOptions(
+        num, solver, steps, options, seed=seed, shard_size=shard_size, batch=batch,
+        classes=classes, guidance=guidance, guide=guide, images=images, resume=resume,
+        backend=backend, ray=None if ray_address is None else RayOptions(ray_address, workers))
 
     with click.progressbar(length=1, label="shards", file=sys.stderr, show_pos=True,
                            item_show_func=lambda s: s) as bar:
@@ -68,12 +78,7 @@ def command(artifact, preset, solver, steps, num, shard_size, batch, seed, class
             shard = getattr(item, "shard", item)
             bar.update(done - bar.pos, f"{shard.start}-{shard.stop}{kept}{who}")
 
-        manifest = generate_artifact(
-            artifact, out, num=num, solver=solver, steps=steps, options=options, seed=seed,
-            shard_size=shard_size, batch=batch, classes=classes, guidance=guidance,
-            guide=guide, provider=provider, threads=threads, cuda_graph=cuda_graph,
-            metadata_file=metadata_file, images=images, resume=resume,
-            ray_address=ray_address, workers=workers, progress=progress)
+        manifest = generate_artifact(artifact, out, asked, progress=progress)
     job = manifest.job
     click.echo(f"wrote {len(manifest.shards)} shards of {job['shard_size']} ({job['num']} "
                f"samples, {job['solver']} {job['steps']} steps) and {out / 'manifest.json'}")

@@ -37,7 +37,7 @@ def _artifact_lines(info) -> list[tuple[str, str]]:
 
 def _onnx(path: Path, as_json: bool) -> None:
     from edgediff.artifact import ArtifactInfo
-    from edgediff.runtime.ort import read_onnx_metadata
+    from edgediff.runtime.backends.ort import read_onnx_metadata
 
     props = read_onnx_metadata(path)
     info = ArtifactInfo.from_props(props, where=str(path))  # checked, --json or not
@@ -49,7 +49,7 @@ def _onnx(path: Path, as_json: bool) -> None:
 
 
 def _plan(path: Path, as_json: bool) -> None:
-    from edgediff.runtime.tensorrt import plan_info, runs_here
+    from edgediff.runtime.backends.tensorrt import plan_info, runs_here
 
     info, side = plan_info(path)
     if as_json:
@@ -96,7 +96,7 @@ def command(path: str, allow_pickle: bool, as_json: bool) -> None:
         return _onnx(p, as_json)
     if p.suffix in (".plan", ".engine"):
         return _plan(p, as_json)
-    from edgediff.models.loader import load_model
+    from edgediff.models.readers import load_model
 
     model = load_model(path, allow_pickle=allow_pickle)
     cfg = model.config

@@ -65,15 +65,15 @@ def command(artifact, preset, solver, steps, num, batch, seed, classes, guidance
       edgediff sample digits-cond.onnx --class all --num 8 --guidance 2
       edgediff sample digits-cond.onnx --class 3 --guidance 2 --guide digits-small.onnx
     """
-    from edgediff.lab.draw import plan_draw
+    from edgediff.lab.draw import DrawOptions, plan_draw
     from edgediff.lab.outputs import figures_missing
 
     solver, steps, options = resolve(preset, solver, steps, **knobs)
     D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file, max_batch=batch)
     guide_D = None if guide is None else load_artifact(guide, provider, threads, cuda_graph,
                                                        max_batch=batch)
-    draw = plan_draw(D, num=num, seed=seed, batch=batch, solver=solver, steps=steps,
-                     options=options, classes=classes, guidance=guidance, guide=guide_D)
+    draw = plan_draw(D, DrawOptions(num, seed, batch, solver, steps, options, classes,
+                                    guidance), guide_D)
     missing = figures_missing()
     label = f"{draw.settings.solver}, {draw.settings.steps} steps"
     with atomic_folder(out) as folder:  # nothing lands unless the whole run succeeds

@@ -44,9 +44,12 @@ def command(dataset, out, parameterization, channels, steps, batch, lr, ema_half
       edgediff train digits -o digits-edm --steps 8000 --seed 0      # the bundled model
       edgediff train digits -o digits-cond --class-conditional --label-dropout 0.2
     """
-    from edgediff.models.training import train_dataset
+    from edgediff.models.training import TrainRecipe, train_dataset
 
     logging.basicConfig(level=logging.WARNING)
+    recipe = TrainRecipe(dataset, parameterization=parameterization, channels=channels,
+                         steps=steps, batch=batch, lr=lr, ema_halflife=ema_halflife, seed=seed,
+                         class_conditional=class_conditional, label_dropout=label_dropout)
 
     with click.progressbar(length=steps, label=f"training {dataset}/{parameterization}",
                            item_show_func=lambda loss: f"loss {loss:.4f}" if loss else "",
@@ -57,8 +60,5 @@ def command(dataset, out, parameterization, channels, steps, batch, lr, ema_half
             bar.update(step - last[0], loss)
             last[0] = step
 
-        train_dataset(dataset, out, parameterization=parameterization, channels=channels,
-                      steps=steps, batch=batch, lr=lr, ema_halflife=ema_halflife, seed=seed,
-                      threads=threads, class_conditional=class_conditional,
-                      label_dropout=label_dropout, resume=resume, progress=progress)
+        train_dataset(recipe, out, threads=threads, resume=resume, progress=progress)
     click.echo(f"wrote {out}.safetensors and {out}.json")

@@ -8,7 +8,8 @@ their step loops against it by name (``implements``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgediff.errors import EdgediffError
@@ -50,6 +51,8 @@ class SolverSpec:
     # the largest total weight with which one call's rounding reaches the final
     # sample (edgediff.tolerance, point 2): Σ over the steps that reuse one D
     error_gain: float = 1.5
+    # the loop takes its options as one value: (keyword, frozen dataclass)
+    bundle: tuple[str, type] | None = None
 
     def nfe(self, steps: int) -> int:
         """Denoiser evaluations for ``steps`` steps."""
@@ -123,6 +126,28 @@ def implements(name: str, side: str):
     return register
 
 
+@dataclass(frozen=True)
+class Churn:
+    """EDM's churn (Karras et al. 2022, Algorithm 2) as one value: the ``edm``
+    solver's options S_churn, S_tmin, S_tmax, S_noise, checked against the
+    catalogue when made."""
+
+    S_churn: float = 0.0
+    S_tmin: float = 0.0
+    S_tmax: float = math.inf
+    S_noise: float = 1.0
+
+    def __post_init__(self):
+        for name, value in spec("edm").check_options(asdict(self)).items():
+            object.__setattr__(self, name, value)
+
+    def gamma(self, t: float, steps: int) -> float:
+        """γ_i = min(S_churn/N, √2 − 1) where S_tmin ≤ t_i ≤ S_tmax, else 0."""
+        if not self.S_tmin <= t <= self.S_tmax:
+            return 0.0
+        return min(self.S_churn / steps, math.sqrt(2) - 1)
+
+
 CATALOGUE: dict[str, SolverSpec] = {s.name: s for s in (
     SolverSpec("ddpm", "ancestral posterior step (Ho et al. 2020, Algorithm 2)",
                stochastic=True, default_steps=1000, options=(VARIANCE, CLIP)),
@@ -134,7 +159,8 @@ CATALOGUE: dict[str, SolverSpec] = {s.name: s for s in (
     SolverSpec("edm", "EDM's stochastic solver (Karras et al. 2022, Algorithm 2)",
                calls_per_step=2, saved_on_last=1, stochastic=True, default_steps=64,
                options=(S_CHURN, S_TMIN, S_TMAX, S_NOISE), quiet_at_zero="S_churn",
-               ordered=(("S_tmin", "S_tmax", "the churn window [S_tmin, S_tmax]"),)),
+               ordered=(("S_tmin", "S_tmax", "the churn window [S_tmin, S_tmax]"),),
+               bundle=("churn", Churn)),
     SolverSpec("ddim", "DDIM(η) (Song et al. 2021, eq 12)", stochastic=True, default_steps=50,
                options=(ETA, CLIP), quiet_at_zero="eta"),
     SolverSpec("dpmpp_2m", "DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2)", default_steps=10),

@@ -66,7 +66,6 @@ def lagrange_integrals(nodes: Sequence[float], a: float, b: float,
 
 
 def deis_coefficients(sigmas: Sequence[float], order: int, basis: str,
-                      sigma_of: Callable[[np.ndarray], np.ndarray] | None = None,
                       sigma_deriv: Callable[[np.ndarray], np.ndarray] | None = None,
                       t_of: Callable[[np.ndarray], np.ndarray] | None = None
                       ) -> list[list[float]]:

@@ -1,4 +1,5 @@
-"""The TensorRT plan contract (docs/artifact.md, "TensorRT plans"): ``model.plan`` + ``model.plan.json``.
+"""The TensorRT plan contract (docs/artifact.md, "TensorRT plans"): ``model.plan``
+plus its sidecar ``model.plan.json``.
 
 The sidecar copies the ONNX metadata and records what built the engine: the ONNX
 file's sha256, TensorRT version, GPU and compute capability, precision flags, the

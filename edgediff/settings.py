@@ -68,9 +68,13 @@ class SolverSettings:
 def loop_options(info: RunDefaults, settings: SolverSettings) -> dict[str, Any]:
     """The keyword arguments a step loop takes for ``settings`` on this artifact (the
     same for the torch reference): solver options, the schedule for loops in its
-    own time, and ``clip`` as the data range."""
+    own time, and ``clip`` as the data range; a solver whose loop takes its options
+    as one value (``SolverSpec.bundle``) gets that value."""
     grid = {o.name for o in GRID_OPTIONS}
     kwargs = {k: v for k, v in settings.options.items() if k not in grid}
+    if settings.spec.bundle is not None:
+        keyword, kind = settings.spec.bundle
+        return {keyword: kind(**kwargs)}
     if kwargs.pop("clip", False):
         kwargs["clip"] = info.data_range
     if settings.spec.own_time:

@@ -4,8 +4,6 @@ with the very same numbers and differ only in how they combine arrays."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from edgediff.schedules import EDMSchedule, Schedule
@@ -13,13 +11,9 @@ from edgediff.schedules import EDMSchedule, Schedule
 EDM_IDENTITY = EDMSchedule()  # σ(t) = t, s = 1: stepping in (x̂, σ)
 
 
-def churn_gamma(S_churn: float, steps: int) -> float:
-    """EDM Algorithm 2's γ_i inside the churn window: min(S_churn/N, √2 − 1)."""
-    return min(S_churn / steps, math.sqrt(2) - 1)
-
-
 def ddpm_step(sig: float, sig_next: float, variance: str) -> tuple[float, float]:
-    """One DDPM ancestral step from σ_i to σ_j in x̂-coordinates (docs/design.md, "Maths"; Ho et al. 2020 eq 6–7):
+    """One DDPM ancestral step from σ_i to σ_j in x̂-coordinates (docs/design.md,
+    "Maths"; Ho et al. 2020 eq 6–7):
     x̂' = r·x̂ + (1 − r)·D + std·z with r = σ_j²/σ_i² and std² the posterior
     ("small", σ_j²(1 − r)) or the jump's ("large", (σ_i² − σ_j²)(1 + σ_j²)/(1 + σ_i²))
     variance. Returns (r, std)."""

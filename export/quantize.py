@@ -29,6 +29,7 @@ import numpy as np
 
 from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError, missing_extra
+from edgediff.graph import graph_inputs, label_cycle
 from edgediff.metadata import CALIBRATION_METHODS
 
 log = logging.getLogger(__name__)
@@ -63,11 +64,9 @@ def calibration_inputs(path: str | Path, info: ArtifactInfo, num: int, method: s
         raise EdgediffError(f"--calibration takes a number of samples ≥ 1, got {num!r}")
     D = runtime.load(path)
     recorder = _Recorder(D)
-    labels = None
-    if info.num_classes:  # every class and the null label, in turn
-        labels = np.arange(num) % (info.num_classes + 1)
-        labels[labels == info.num_classes] = info.null_label
-    runtime.sample(recorder, num, seed=seed, batch=min(batch, num), labels=labels)
+    labels = label_cycle(info, num)  # every class and the null label, in turn
+    runtime.sample(recorder, num, seed=seed, condition=runtime.Condition(labels=labels),
+                   run=runtime.RunOptions(batch=min(batch, num)))
     calls = recorder.calls
     if method == "noise":
         rng = np.random.default_rng(seed)
@@ -99,7 +98,10 @@ class _Recorder:
         self.calls: list[dict[str, np.ndarray]] = []
 
     def __call__(self, x, sigma, **extra):
+        # every graph input (edgediff.graph): those the call leaves out at their default
+        left_out = {i.name: i.buffer(len(x)) for i in graph_inputs(self.info)[2:]}
         self.calls.append({"x": np.array(x, np.float32), "sigma": np.array(sigma, np.float32),
+                           **left_out,
                            **{k: np.array(v) for k, v in extra.items() if v is not None}})
         return self.inner(x, sigma, **extra)
 
@@ -203,7 +205,7 @@ def sweep_error(int8: str | Path, fp32: str | Path, info: ArtifactInfo, per_sigm
                 seed: int = 0) -> list[tuple[float, float]]:
     """(σ, RMS of int8 − fp32) at 12 log-spaced σ over the model's range, on
     x̂ = data-scale signal + σ·noise (every class and the null label in turn)."""
-    from edgediff.runtime.ort import OrtDenoiser
+    from edgediff.runtime.backends.ort import OrtDenoiser
 
     a, b = OrtDenoiser(int8), OrtDenoiser(fp32)
     rng = np.random.default_rng(seed)
@@ -212,13 +214,10 @@ def sweep_error(int8: str | Path, fp32: str | Path, info: ArtifactInfo, per_sigm
         x = (rng.standard_normal((per_sigma, *info.sample_shape)) * info.sigma_data
              + sigma * rng.standard_normal((per_sigma, *info.sample_shape))).astype(np.float32)
         s = np.full(per_sigma, sigma, np.float32)
-        extra = {}
-        if info.num_classes:  # every class and the null label in turn
-            labels = np.arange(per_sigma) % (info.num_classes + 1)
-            labels[labels == info.num_classes] = info.null_label
-            extra["class_labels"] = labels.astype(np.int64)
-        if info.guidance_input:
-            extra["guidance"] = np.full(per_sigma, 1.0, np.float32)
+        # every class and the null label in turn; a --guidance graph's scale at 1
+        extra = {i.name: i.buffer(per_sigma) for i in graph_inputs(info)[2:]}
+        if "class_labels" in extra:
+            extra["class_labels"] = label_cycle(info, per_sigma)
         got = np.array(a(x, s, **extra), np.float64)
         ref = np.array(b(x, s, **extra), np.float64)
         out.append((float(sigma), float(np.sqrt(np.mean((got - ref) ** 2)))))

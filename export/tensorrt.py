@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError, missing_extra
 from edgediff.fileio import atomic_path, sha256_of
+from edgediff.graph import GraphInput, graph_inputs, profile_shapes
 from edgediff.metadata import PREFIX
 from edgediff.plan import SIDECAR_FORMAT, SIDECAR_VERSION, sidecar_path
 
@@ -48,25 +51,17 @@ class BuildSettings:
                                 f"least 16 MiB")
 
 
-def plan_profile(sample_shape: tuple[int, ...], settings: BuildSettings,
-                 per_sample: tuple[str, ...] = ("sigma",)
-                 ) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
-    """The one optimization profile: (min, opt, max) shapes of each input — x, and
-    the inputs with one value per sample (σ; a conditional graph's class_labels and
-    a --guidance graph's guidance)."""
-    shape = tuple(int(n) for n in sample_shape)
-    if not shape or any(n < 1 for n in shape):
-        raise EdgediffError(f"bad sample shape {sample_shape}")
-    b = (settings.min_batch, settings.opt_batch, settings.max_batch)
-    return {"x": tuple((n, *shape) for n in b),
-            **{name: tuple((n,) for n in b) for name in per_sample}}
+def plan_profile(inputs: Sequence[GraphInput], settings: BuildSettings
+                 ) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """The one optimization profile: (min, opt, max) shapes of every graph input
+    (``edgediff.graph.graph_inputs``: x, σ, a conditional graph's class_labels and a
+    --guidance graph's guidance), over the batch sizes of ``settings``."""
+    return profile_shapes(inputs, (settings.min_batch, settings.opt_batch, settings.max_batch))
 
 
-def per_sample_inputs(metadata: dict[str, str]) -> tuple[str, ...]:
-    """The graph's inputs besides x, from its edgediff metadata."""
-    cond = json.loads(metadata.get(PREFIX + "conditioning", "null") or "null")
-    return ("sigma",) + (("class_labels",) if cond else ()) + (
-        ("guidance",) if cond and cond.get("guidance_input") else ())
+def metadata_inputs(onnx_path: str | Path, metadata: dict[str, str]) -> tuple[GraphInput, ...]:
+    """The graph's inputs, from its edgediff metadata."""
+    return graph_inputs(ArtifactInfo.from_props(metadata, where=str(onnx_path)))
 
 
 def precision_flags(settings: BuildSettings) -> list[str]:
@@ -118,8 +113,8 @@ def graph_qdq(onnx_path: str | Path) -> bool:
 
 def make_sidecar(onnx_path: str | Path, metadata: dict[str, str], settings: BuildSettings,
                  trt_version: str, gpu_name: str, compute_capability: str) -> dict[str, Any]:
-    """The sidecar (docs/artifact.md, "TensorRT plans"): the ONNX metadata plus how and where it was built."""
-    sample_shape = json.loads(metadata[PREFIX + "sample_shape"])
+    """The sidecar (docs/artifact.md, "TensorRT plans"): the ONNX metadata plus how and
+    where it was built."""
     return {
         "format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION,
         "onnx_sha256": sha256_of(onnx_path),
@@ -130,7 +125,7 @@ def make_sidecar(onnx_path: str | Path, metadata: dict[str, str], settings: Buil
         "compute_capability": compute_capability,
         "precision": precision_flags(settings),
         "profiles": [{k: [list(s) for s in v] for k, v in plan_profile(
-            sample_shape, settings, per_sample_inputs(metadata)).items()}],
+            metadata_inputs(onnx_path, metadata), settings).items()}],
         "settings": asdict(settings),
     }
 
@@ -152,14 +147,14 @@ def write_plan(plan: Path, engine: bytes, sidecar: dict[str, Any]) -> None:
         raise
 
 
-def build_engine(onnx_path: str | Path, metadata: dict[str, str], settings: BuildSettings,
-                 log=None) -> tuple[bytes, dict[str, Any]]:
+def build_engine(onnx_path: str | Path, metadata: dict[str, str], settings: BuildSettings
+                 ) -> tuple[bytes, dict[str, Any]]:
     """Parse the ONNX file, build a serialized engine, return it with its sidecar."""
     try:
         import tensorrt as trt
     except ImportError:
         raise missing_extra("tensorrt", "trt") from None
-    from edgediff.runtime.tensorrt import gpu_identity
+    from edgediff.runtime.backends.tensorrt import gpu_identity
 
     gpu_name, cc = gpu_identity()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -178,8 +173,7 @@ def build_engine(onnx_path: str | Path, metadata: dict[str, str], settings: Buil
     if not settings.tf32:
         config.clear_flag(trt.BuilderFlag.TF32)
     profile = builder.create_optimization_profile()
-    shapes = plan_profile(json.loads(metadata[PREFIX + "sample_shape"]), settings,
-                          per_sample_inputs(metadata))
+    shapes = plan_profile(metadata_inputs(onnx_path, metadata), settings)
     for name, (lo, opt, hi) in shapes.items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
@@ -205,7 +199,7 @@ def build_plan(onnx_path: str | Path, out: str | Path, settings: BuildSettings,
     plan with its sidecar. Returns (sidecar, plan size in bytes)."""
     from dataclasses import replace
 
-    from edgediff.runtime.ort import read_onnx_metadata
+    from edgediff.runtime.backends.ort import read_onnx_metadata
 
     out = Path(out)
     if out.exists() and not force:

@@ -8,19 +8,31 @@ element fails only when it exceeds both tolerances, |got − ref| > atol and
 |got − ref| > rtol·|ref|. NaN or Inf from the side under test never passes.
 Alongside, edgediff reports max abs / max rel error and the worst element as a
 fraction of its tolerance max(atol, rtol·|ref|) — the same rule, as a number.
+
+An export passes ``validate_onnx`` (ONNX Runtime vs the torch module) before it
+is moved into place; fp16 and int8 exports also pass ``sampling_check`` (final
+samples of the default solver, NumPy runtime on the graph vs the torch reference).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgediff.artifact import ArtifactInfo
 from edgediff.errors import missing_extra
+from edgediff.graph import label_cycle
+
+if TYPE_CHECKING:
+    from torch import nn
 
 VALIDATION_BATCHES = (1, 3, 16)
+FP32_TOLERANCE = 1e-4        # per element, absolute and relative: fp32 graph vs fp32 torch
+FP16_TOLERANCE = 1e-2        # per element, absolute and relative: fp16 network vs fp32 torch
+FP16_SAMPLE_TOLERANCE = 0.05  # end to end, max abs, in units of the data's half range
 Fn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -125,3 +137,49 @@ def compare(got_fn: Fn, ref_fn: Fn, info: ArtifactInfo, atol: float, rtol: float
 def compare_backends(got: Fn, ref: Fn, atol: float, rtol: float) -> Validation:
     """Two runtime backends of one artifact (e.g. a TensorRT plan vs its ONNX file)."""
     return compare(got, ref, ref.info, atol, rtol)
+
+
+def validate_onnx(path, graph: nn.Module, info: ArtifactInfo, atol: float, rtol: float,
+                  batches=VALIDATION_BATCHES) -> Validation:
+    """ONNX Runtime (CPU) against the torch module on the validation inputs."""
+    import torch
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise missing_extra("onnxruntime", "cpu") from None
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def got(x, sigma, **extra):
+        return sess.run(None, {"x": x, "sigma": sigma, **extra})[0]
+
+    def ref(x, sigma, **extra):
+        with torch.no_grad():
+            return graph(torch.from_numpy(x), torch.from_numpy(sigma),
+                         *[torch.from_numpy(v) for v in extra.values()]).numpy()
+
+    return compare(got, ref, info, atol, rtol, batches)
+
+
+def sampling_check(path, reference: nn.Module, info: ArtifactInfo, num: int = 16,
+                   seed: int = 0) -> dict:
+    """Final samples of the artifact's default solver, run by the NumPy runtime on
+    ``path``, against the torch reference on the float32 module; same x_T."""
+    from edgediff import runtime
+    from edgediff.runtime.backends.ort import OrtDenoiser
+    from edgediff.samplers.reference import reference_run
+    from edgediff.settings import SolverSettings
+
+    settings = SolverSettings.resolve(info, "heun")
+    grid = {k: v for k, v in settings.options.items() if k in ("spacing", "rho")}
+    sigmas = runtime.sigma_grid(info, settings.steps, **grid).tolist()
+    condition = runtime.Condition(labels=label_cycle(info, num))  # every class and the null
+    got = runtime.sample(OrtDenoiser(path), num, seed=seed, solver="heun", steps=settings.steps,
+                         options=settings.options, condition=condition,
+                         run=runtime.RunOptions(batch=num))
+    ref = reference_run(reference, info, settings, sigmas, seed, range(num), condition=condition)
+    half_range = (info.data_range[1] - info.data_range[0]) / 2
+    max_abs = float(np.abs(got - ref).max()) if np.all(np.isfinite(got)) else float("inf")
+    return {"solver": "heun", "steps": settings.steps, "num": num, "max_abs": max_abs,
+            "rms": float(np.sqrt(np.mean((got - ref) ** 2))),
+            "limit": FP16_SAMPLE_TOLERANCE * half_range}

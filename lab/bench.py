@@ -3,22 +3,22 @@ speed and quality the same way every time (docs/design.md, "Measuring")."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgediff.catalogue import SOLVER_NAMES, nfe, spec, steps_for_nfe
+from edgediff.catalogue import nfe, spec
 from edgediff.errors import EdgediffError
+from edgediff.lab.cluster import RayOptions
 from edgediff.lab.quality import Score, reference_rms
-from edgediff.runtime import sample
+from edgediff.lab.runs import Run, check_runs
+from edgediff.lab.timing import TimedRequest, timed_sample
+from edgediff.runtime import RunOptions, sample
 from edgediff.runtime._call import Denoiser
-
-# a run: (label, solver, steps, options)
-Run = tuple[str, str, int, dict[str, Any]]
+from edgediff.runtime.backends import BackendOptions
 
 
 @dataclass
@@ -45,21 +45,29 @@ def is_deterministic(solver: str, options: dict[str, Any]) -> bool:
     return spec(solver).deterministic(options)
 
 
-def timed_sample(denoiser: Denoiser, num: int, batch: int, seed: int, solver: str, steps: int,
-                 options: dict[str, Any], labels: np.ndarray | None = None,
-                 guidance: float | None = None, first: int = 0
-                 ) -> tuple[np.ndarray, list[float]]:
-    """Samples ``first … first+num−1``, and the wall time per sample of each batch
-    (warm: the caller warms up)."""
-    out, times = [], []
-    for start in range(0, num, batch):
-        n = min(batch, num - start)
-        t0 = time.perf_counter()
-        out.append(sample(denoiser, n, seed=seed, first=first + start, batch=n, solver=solver,
-                          steps=steps, options=options, guidance=guidance,
-                          labels=None if labels is None else labels[start:start + n]))
-        times.append((time.perf_counter() - t0) / n)
-    return np.concatenate(out), times
+@dataclass(frozen=True)
+class BenchOptions:
+    """How ``bench`` runs, checked when made: ``num`` samples per run (0 … num−1 of
+    ``seed``, so every run starts from the same x_T), ``batch`` at a time; ODE
+    solvers scored against Heun at ``reference_steps``; ``guidance``, scales to run
+    every solver at (class-conditional models); ``fid`` with torch-fidelity.
+    ``backend`` is how the Ray workers open the artifact (``ray``: None runs here,
+    on the denoiser the caller opened the same way); its ``max_batch`` is ``batch``."""
+
+    num: int = 256
+    batch: int = 32
+    seed: int = 0
+    reference_steps: int = 100
+    guidance: tuple[float, ...] | None = None
+    fid: bool = False
+    backend: BackendOptions = field(default_factory=BackendOptions)
+    ray: RayOptions | None = None
+
+    def __post_init__(self):
+        for name, low in (("num", 1), ("batch", 1), ("reference_steps", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise EdgediffError(f"{name} must be an integer ≥ {low}, got {value!r}")
 
 
 @dataclass
@@ -72,12 +80,19 @@ class Work:
     options: dict[str, Any]
     guidance: float | None = None
 
+    def request(self, options: BenchOptions, labels, first: int = 0,
+                num: int | None = None) -> TimedRequest:
+        """Samples ``first … first+num−1`` of this work (all of ``options.num``)."""
+        num = options.num if num is None else num
+        return TimedRequest(self.solver, self.steps, num, options.batch, options.seed,
+                            self.options, self.guidance, first,
+                            None if labels is None else labels[first:first + num])
 
-def run_bench(denoiser: Denoiser, runs: list[Run], *, num: int, batch: int, seed: int,
-              score: Score | None, reference_steps: int = 100,
-              progress: Callable[[str], None] | None = None,
-              guidance: list[float] | None = None, pool=None) -> list[Row]:
-    """Every run on the same seeds (so the same x_T). With ``guidance`` (a
+
+def run_bench(denoiser: Denoiser, runs: list[Run], options: BenchOptions,
+              score: Score | None, *, progress: Callable[[str], None] | None = None,
+              pool=None) -> list[Row]:
+    """Every run on the same seeds (so the same x_T). With ``options.guidance`` (a
     class-conditional artifact), every run at every scale: samples in the data's
     class proportions, scored by label accuracy and distance.
 
@@ -87,24 +102,24 @@ def run_bench(denoiser: Denoiser, runs: list[Run], *, num: int, batch: int, seed
     so is every quality column; the times are each worker's own."""
     from edgediff.lab.quality import class_labels_for, label_accuracy_for
 
-    labels = class_labels_for(denoiser.info, num) if guidance else None
-    work = [Work(f"{label} w={w:g}" if guidance else label, solver, steps, options, w)
-            for label, solver, steps, options in runs for w in (guidance or [None])]
+    o, guidance = options, options.guidance
+    labels = class_labels_for(denoiser.info, o.num) if guidance else None
+    work = [Work(f"{label} w={w:g}" if guidance else label, solver, steps, opts, w)
+            for label, solver, steps, opts in runs for w in (guidance or [None])]
     reference = None
     if not guidance and any(is_deterministic(w.solver, w.options) for w in work):
-        reference = Work(f"reference: heun, {reference_steps} steps", "heun",
-                         reference_steps, {})
+        reference = Work(f"reference: heun, {o.reference_steps} steps", "heun",
+                         o.reference_steps, {})
     todo = ([reference] if reference else []) + work
     if pool is None:
-        sample(denoiser, min(batch, num), seed=seed, solver="euler", steps=2)  # warm-up
+        sample(denoiser, min(o.batch, o.num), seed=o.seed, solver="euler", steps=2)  # warm-up
         results = []
         for w in todo:
             if progress:
                 progress(w.label)
-            results.append(timed_sample(denoiser, num, batch, seed, w.solver, w.steps,
-                                        w.options, labels, w.guidance))
+            results.append(timed_sample(denoiser, w.request(o, labels)))
     else:
-        results = _on_pool(pool, todo, num, batch, seed, labels, progress)
+        results = _on_pool(pool, todo, o, labels, progress)
     if reference is not None:
         reference_x, _ = results.pop(0)
     accuracy = label_accuracy_for(denoiser.info) if guidance else None
@@ -122,18 +137,16 @@ def run_bench(denoiser: Denoiser, runs: list[Run], *, num: int, batch: int, seed
     return rows
 
 
-def _on_pool(pool, todo: list[Work], num: int, batch: int, seed: int, labels, progress):
+def _on_pool(pool, todo: list[Work], options: BenchOptions, labels, progress):
     """Every (work, shard) request at once over the pool's workers; shards are whole
     batches, about two per worker per run, so the batches are the local run's."""
+    num, batch = options.num, options.batch
     batches = -(-num // batch)
     per_shard = batch * -(-batches // (2 * len(pool.actors)))
     requests, owners = [], []
     for k, w in enumerate(todo):
         for first in range(0, num, per_shard):
-            n = min(per_shard, num - first)
-            requests.append(dict(num=n, batch=batch, seed=seed, solver=w.solver, steps=w.steps,
-                                 options=w.options, guidance=w.guidance, first=first,
-                                 labels=None if labels is None else labels[first:first + n]))
+            requests.append(w.request(options, labels, first, min(per_shard, num - first)))
             owners.append(k)
     if progress:
         progress(f"{len(requests)} shards of {len(todo)} runs on {len(pool.actors)} Ray workers")
@@ -142,100 +155,6 @@ def _on_pool(pool, todo: list[Work], num: int, batch: int, seed: int, labels, pr
         results[k][0].append(x)
         results[k][1].extend(times)
     return [(np.concatenate(xs), times) for xs, times in results]
-
-
-# what to run: the study plan from a suite or from solvers × steps/NFE
-
-
-def _ints(text: str | None, what: str) -> list[int]:
-    if text is None:
-        return []
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise EdgediffError(f"{what} takes comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise EdgediffError(f"{what} must be integers ≥ 1, got {text!r}")
-    return values
-
-
-def _value(text: str):
-    """An option value as TOML would read it: integer, float, true/false or a word."""
-    if text in ("true", "false"):
-        return text == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_solver(text: str) -> tuple[str, dict]:
-    """``name`` or ``name:option=value[:option=value…]`` (e.g. ``unipc:order=2``)."""
-    name, *pairs = text.strip().split(":")
-    if name not in SOLVER_NAMES:
-        raise EdgediffError(f"unknown solver {name!r}; choose from {', '.join(SOLVER_NAMES)}")
-    options = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            raise EdgediffError(f"--solvers: {text!r}: options go as name:option=value, e.g. "
-                                f"unipc:order=2")
-        options[key] = _value(value)
-    return name, options
-
-
-def plan_runs(suite, solvers, steps, nfe_list):
-    """(runs, suite's sample count) from a suite or from --solvers × --steps/--nfe."""
-    if suite:
-        if solvers or steps or nfe_list:
-            raise EdgediffError("give either --suite or --solvers with --steps/--nfe, not both")
-        from edgediff.configs import suite_runs
-
-        return suite_runs(suite)
-    chosen = [parse_solver(s) for s in (solvers or "euler,heun,dpmpp_2m").split(",")
-              if s.strip()]
-    step_list, nfes = _ints(steps, "--steps"), _ints(nfe_list, "--nfe")
-    if step_list and nfes:
-        raise EdgediffError("give --steps or --nfe, not both")
-    if not step_list and not nfes:
-        nfes = [5, 9, 19, 35]
-    runs = []
-    for name, options in chosen:
-        tag = "".join(f"({k}={v})" for k, v in options.items())
-        for n in dict.fromkeys(step_list or [steps_for_nfe(name, n) for n in nfes]):
-            runs.append((f"{name}{tag}-{n}", name, n, options))
-    return runs, None
-
-
-def check_runs(info, runs) -> None:
-    """Every run's solver, steps, options and σ grid, checked before the first one
-    starts: a bad value in the last run of a suite should not cost the others."""
-    from edgediff.grids import settings_grid
-    from edgediff.settings import SolverSettings
-
-    for label, solver, steps, options in runs:
-        try:
-            settings_grid(info, SolverSettings.resolve(info, solver, steps, options))
-        except EdgediffError as e:
-            raise EdgediffError(f"run {label}: {e}") from None
-
-
-def guidance_scales(text: str | None, info) -> list[float] | None:
-    if text is None:
-        return None
-    if not info.num_classes:
-        raise EdgediffError("--guidance sweeps classifier-free guidance, which needs a "
-                            "class-conditional model")
-    from edgediff.conditioning import check_guidance
-
-    try:
-        return [check_guidance(float(v)) for v in text.split(",") if v.strip()] or None
-    except ValueError:
-        raise EdgediffError(f"--guidance takes comma-separated scales, got {text!r}") from None
-
-
 
 
 @dataclass
@@ -250,48 +169,43 @@ class Study:
     written: list[Path] = field(default_factory=list)
 
 
-def run_study(denoiser: Denoiser, artifact: Path, folder: Path, runs: list[Run], *, num: int,
-              batch: int, seed: int, reference_steps: int = 100, fid: bool = False,
-              guidance: list[float] | None = None,
-              progress: Callable[[str], None] | None = None, ray_address: str | None = None,
-              workers: int = 2, threads: int | None = None, provider: str = "cpu") -> Study:
+def run_study(denoiser: Denoiser, artifact: Path, folder: Path, runs: list[Run],
+              options: BenchOptions, *,
+              progress: Callable[[str], None] | None = None) -> Study:
     """``bench``: every run side by side on one artifact, scored, with FID where it is
     usable; bench.csv, bench.json and the figures written into ``folder``. With
-    ``ray_address`` ("local" starts a cluster, "auto" joins one), the runs and their
-    shards go out to ``workers`` Ray actors (``threads`` ONNX Runtime threads each)."""
+    ``options.ray``, the runs and their shards go out to Ray actors, each opening
+    the artifact with ``options.backend``."""
     from edgediff.lab.outputs import require_figures, write_bench
     from edgediff.lab.quality import score_for
 
+    o = options
     require_figures()  # before any work
     check_runs(denoiser.info, runs)
-    score = score_for(denoiser.info, num, seed)
+    score = score_for(denoiser.info, o.num, o.seed)
     pool = None
-    if ray_address is not None:
+    if o.ray is not None:
         from edgediff.lab.cluster import RayPool
 
-        pool = RayPool(artifact, workers=workers, threads=threads or 1, max_batch=batch,
-                       address=None if ray_address == "local" else ray_address,
-                       provider=provider)
+        pool = RayPool(artifact, replace(o.backend, max_batch=o.batch), o.ray)
     try:
-        rows = run_bench(denoiser, runs, num=num, batch=batch, seed=seed, score=score,
-                         reference_steps=reference_steps, guidance=guidance,
-                         progress=progress, pool=pool)
+        rows = run_bench(denoiser, runs, o, score, progress=progress, pool=pool)
     finally:
         if pool is not None:
             pool.close()
-    meta = {"artifact": str(artifact), "artifact_name": artifact.stem, "num": num,
-            "batch": batch, "seed": seed, "reference_steps": reference_steps,
+    meta = {"artifact": str(artifact), "artifact_name": artifact.stem, "num": o.num,
+            "batch": o.batch, "seed": o.seed, "reference_steps": o.reference_steps,
             "distance_floor": score.floor if score else None,
             "distance_floor_note": score.floor_note if score else None}
     study = Study(rows, score, meta)
-    if fid and guidance:
+    if o.fid and o.guidance:
         study.notes.append("FID skipped: it is not computed per guidance scale")
-    elif fid:
+    elif o.fid:
         from edgediff.lab.fid import fid as compute_fid
 
-        for r, (label, solver, steps, options) in zip(rows, runs, strict=True):
-            x = sample(denoiser, num, seed=seed, batch=batch, solver=solver, steps=steps,
-                       options=options)
+        for r, (label, solver, steps, opts) in zip(rows, runs, strict=True):
+            x = sample(denoiser, o.num, seed=o.seed, solver=solver, steps=steps, options=opts,
+                       run=RunOptions(batch=o.batch))
             value, how = compute_fid(x, denoiser.info)
             study.notes.append(f"{label}: {how}" + ("" if value is None else f": {value:.3f}"))
             if value is None:

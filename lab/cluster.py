@@ -3,10 +3,10 @@
 The artifact's bytes (a plan's with its sidecar) go into Ray's object store once
 (``ray.put``), so a worker on any node can load it without a shared file system;
 it writes them to a private temp folder and opens them with the runtime like any
-local run. Workers on the ``cuda``/``tensorrt`` providers, or on a plan, ask Ray
-for one GPU each. Results
-(samples and feature moments) come back to the driver, which writes every
-file, so the output folder is the driver's alone and identical to a local
+local run, with the caller's ``BackendOptions`` (provider, ``--cuda-graph``, ...).
+Workers on the ``cuda``/``tensorrt`` providers, or on a plan, ask Ray for one GPU
+each. Results (samples and feature moments) come back to the driver, which writes
+every file, so the output folder is the driver's alone and identical to a local
 run's, whatever the number of workers.
 
 A worker that dies (its process killed, its node lost) is restarted by Ray,
@@ -21,12 +21,36 @@ import os
 import socket
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgediff.errors import EdgediffError, missing_extra
-from edgediff.lab.generate import Job, Shard, ShardResult, feature_space, run_shard
+from edgediff.lab.moments import feature_space
+from edgediff.lab.shards import Job, Shard, ShardResult, run_shard
+from edgediff.lab.timing import TimedRequest, timed_sample
+from edgediff.runtime.backends import BackendOptions
 
 RESTARTS = 3  # per worker; a worker that keeps dying is a bug, not bad luck
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where the work runs: ``address`` "local" starts a cluster on this machine,
+    "auto" joins the one it belongs to, ``host:port`` or ``ray://…`` another;
+    ``workers`` actors, each loading the artifact once."""
+
+    address: str = "local"
+    workers: int = 2
+
+    def __post_init__(self):
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) \
+                or self.workers < 1:
+            raise EdgediffError(f"--workers must be ≥ 1, got {self.workers!r}")
+
+    @property
+    def join(self) -> str | None:
+        """The cluster to join, or None to start a local one."""
+        return None if self.address == "local" else self.address
 
 
 def ray_module():
@@ -66,20 +90,20 @@ def artifact_files(path: Path) -> dict[str, bytes]:
 
 
 class ArtifactWorker:
-    """One worker: the artifact (and a guide) loaded once, then shard after shard."""
+    """One worker: the artifact (and a guide) opened once with ``backend``, the
+    caller's ``BackendOptions`` (``--cuda-graph`` included), then shard after shard."""
 
-    def __init__(self, files: dict[str, bytes], threads: int | None,
-                 guide_files: dict[str, bytes] | None = None, max_batch: int = 64,
-                 provider: str = "cpu"):
+    def __init__(self, files: dict[str, bytes], backend: BackendOptions,
+                 guide_files: dict[str, bytes] | None = None):
         from edgediff import runtime
 
         def opened(files: dict[str, bytes]):
             folder = Path(tempfile.mkdtemp(prefix="edgediff-worker-"))
             for name, data in files.items():
                 (folder / name).write_bytes(data)
-            return runtime.load(folder / next(iter(files)), provider=provider,
-                                threads=threads, max_batch=max_batch)
+            return runtime.load(folder / next(iter(files)), backend)
 
+        self.backend = backend
         self.denoiser = opened(files)
         self.guide = None if guide_files is None else opened(guide_files)
         runtime.sample(self.denoiser, 1, solver="euler", steps=2)  # warm: bench times it
@@ -90,32 +114,42 @@ class ArtifactWorker:
     def name_of(self) -> str:
         return self.name
 
+    def options_of(self) -> BackendOptions:
+        """The backend options this worker opened the artifact with."""
+        return self.backend
+
     def run(self, job: Job, shard: Shard) -> ShardResult:
         result = run_shard(self.denoiser, job, shard, self.features, self.guide)
         result.worker = self.name
         return result
 
-    def sample_timed(self, request: dict):
+    def sample_timed(self, request: TimedRequest):
         """One bench request: samples of one run, and wall time per sample per batch."""
-        from edgediff.lab.bench import timed_sample
+        return timed_sample(self.denoiser, request)
 
-        return timed_sample(self.denoiser, **request)
+
+def worker_backend(artifact: Path, backend: BackendOptions) -> BackendOptions:
+    """What the workers open the artifact with: the caller's options, one ONNX
+    Runtime thread each unless asked otherwise. Metadata given beside the file
+    stays on the driver, so it is refused here, before any work."""
+    if backend.metadata:
+        raise EdgediffError(f"--metadata is for local runs; give Ray workers an artifact "
+                            f"exported by edgediff, not {Path(artifact).name} with metadata "
+                            f"beside it")
+    return replace(backend, threads=backend.threads or 1)
 
 
 class RayPool:
-    """``workers`` actors over the artifact; ``run`` keeps each busy with one shard of
-    ``job`` at a time and yields results as they finish; ``map_timed`` answers bench
-    requests (no job needed)."""
+    """``ray.workers`` actors over the artifact, each opening it with ``backend``;
+    ``run`` keeps each busy with one shard of ``job`` at a time and yields results
+    as they finish; ``map_timed`` answers bench requests (no job needed)."""
 
-    def __init__(self, artifact: Path, job: Job | None = None, *, workers: int,
-                 threads: int | None = 1, guide: Path | None = None,
-                 address: str | None = None, max_batch: int | None = None,
-                 provider: str = "cpu"):
+    def __init__(self, artifact: Path, backend: BackendOptions, ray_options: RayOptions, *,
+                 job: Job | None = None, guide: Path | None = None):
+        self.backend = worker_backend(artifact, backend)
         ray = ray_module()
-        connect(address, num_cpus=None if address else workers)
-        if workers < 1:
-            raise EdgediffError(f"--workers must be ≥ 1, got {workers}")
-        gpu = provider != "cpu" or Path(artifact).suffix in (".plan", ".engine")
+        connect(ray_options.join, num_cpus=None if ray_options.join else ray_options.workers)
+        gpu = backend.provider != "cpu" or Path(artifact).suffix in (".plan", ".engine")
         remote = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, max_restarts=RESTARTS,
                             max_task_retries=RESTARTS)(ArtifactWorker)
         # held by the pool: a restarted worker reads them again in its constructor
@@ -123,9 +157,8 @@ class RayPool:
         self.guide_files = guide_files = None if guide is None else ray.put(
             artifact_files(guide))
         self.job = job
-        max_batch = max_batch or (job.batch if job else 64)
-        self.actors = [remote.remote(files, threads, guide_files, max_batch, provider)
-                       for _ in range(workers)]
+        self.actors = [remote.remote(files, self.backend, guide_files)
+                       for _ in range(ray_options.workers)]
         self.names = ray.get([a.name_of.remote() for a in self.actors])  # all loaded
 
     def run(self, shards: Iterable[Shard]) -> Iterator[ShardResult]:

@@ -42,7 +42,8 @@ def check_artifact(artifact: Path, source: str | None = None, *, onnx_path: Path
 def check_onnx(path: Path, source: str | None, atol: float, rtol: float,
                allow_pickle: bool = False) -> Check:
     from edgediff import runtime
-    from edgediff.export.onnx import export_graph, validate_onnx
+    from edgediff.export.trace import export_graph
+    from edgediff.export.validation import validate_onnx
     from edgediff.models.loader import find_shipped_source, resolve_source
 
     info = runtime.load(path).info
@@ -71,7 +72,7 @@ def check_onnx(path: Path, source: str | None, atol: float, rtol: float,
 def check_plan(path: Path, onnx_path: Path | None, atol: float, rtol: float) -> Check:
     from edgediff import runtime
     from edgediff.export.validation import compare_backends
-    from edgediff.runtime.tensorrt import plan_info
+    from edgediff.runtime.backends.tensorrt import plan_info
 
     _, side = plan_info(path)
     onnx_path = onnx_path or path.with_name(side["onnx_file"])

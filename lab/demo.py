@@ -79,20 +79,20 @@ def run_demo(folder: Path, *, num: int = 256, seed: int = 0, threads: int | None
 
 def _one_model(folder, name, source, runs, n, seed, threads, progress):
     from edgediff import runtime
-    from edgediff.export.onnx import export_source
-    from edgediff.lab.bench import run_study
+    from edgediff.export.onnx import ExportOptions, export_source
+    from edgediff.lab.bench import BenchOptions, run_study
     from edgediff.lab.outputs import write_samples
 
     sub = folder / name
     sub.mkdir()
     onnx_path = sub / f"{name}.onnx"
     t0 = time.perf_counter()
-    _, check = export_source(source, onnx_path, force=True)
+    _, check = export_source(source, onnx_path, ExportOptions(force=True))
     yield Exported(name, source, onnx_path, check, time.perf_counter() - t0)
     D = runtime.load(onnx_path, threads=threads)
-    study = run_study(D, onnx_path, sub, runs, num=n, batch=min(n, 256), seed=seed,
+    study = run_study(D, onnx_path, sub, runs, BenchOptions(num=n, batch=min(n, 256), seed=seed),
                       progress=progress)
-    x = runtime.sample(D, n, seed=seed, batch=min(n, 256))
+    x = runtime.sample(D, n, seed=seed, run=runtime.RunOptions(batch=min(n, 256)))
     meta = {"artifact": onnx_path.name, **D.info.default_solver, "seed": seed, "num": n}
     written = study.written + write_samples(sub, x, D.info, meta)
     yield Compared(name, len(runs), n, study, written)
@@ -103,7 +103,7 @@ def _class_grids(folder, seed, threads):
     step), sampled class by class at two guidance scales: a grid per scale with one
     row per digit, and the share the shipped classifier reads as asked."""
     from edgediff import runtime
-    from edgediff.export.onnx import export_source
+    from edgediff.export.onnx import ExportOptions, export_source
     from edgediff.lab.outputs import write_samples
     from edgediff.lab.quality import label_accuracy_for
     from edgediff.models.bundled import CONDITIONAL, bundled_path
@@ -116,15 +116,15 @@ def _class_grids(folder, seed, threads):
     sub.mkdir()
     onnx_path = sub / "digits-cond.onnx"
     t0 = time.perf_counter()
-    _, check = export_source("bundled-cond", onnx_path, guidance=True)
+    _, check = export_source("bundled-cond", onnx_path, ExportOptions(guidance=True))
     yield Exported("digits-cond", "bundled-cond --guidance", onnx_path, check,
                    time.perf_counter() - t0)
     D = runtime.load(onnx_path, threads=threads)
     accuracy = label_accuracy_for(D.info)
     labels = np.repeat(np.arange(D.info.num_classes), 10)
     for w in GUIDANCE_SCALES:
-        x = runtime.sample(D, len(labels), seed=seed, batch=len(labels), labels=labels,
-                           guidance=w)
+        x = runtime.sample(D, len(labels), seed=seed, condition=runtime.Condition(labels, w),
+                           run=runtime.RunOptions(batch=len(labels)))
         sub_w = sub / f"w{w:g}"
         sub_w.mkdir()
         yield Guided(w, accuracy(x, labels),

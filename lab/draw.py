@@ -4,13 +4,14 @@ metadata and the caller's choices, draw it with the runtime, write the files."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgediff.conditioning import labels_from_text
+from edgediff.errors import EdgediffError
 from edgediff.settings import SolverSettings
 
 
@@ -38,12 +39,13 @@ class Draw:
             callback: Callable[[int], None] | None = None) -> list[Path]:
         """Sample, then write samples.npz (and the figure) into ``folder``."""
         from edgediff.lab.outputs import write_samples
-        from edgediff.runtime import sample
+        from edgediff.runtime import Condition, RunOptions, sample
 
         s = self.settings
-        samples = sample(self.denoiser, self.num, seed=self.seed, batch=self.batch,
-                         solver=s.solver, steps=s.steps, options=s.options, callback=callback,
-                         labels=self.labels, guidance=self.guidance, guide=self.guide)
+        samples = sample(self.denoiser, self.num, seed=self.seed, solver=s.solver,
+                         steps=s.steps, options=s.options,
+                         condition=Condition(self.labels, self.guidance, self.guide),
+                         run=RunOptions(batch=self.batch, callback=callback))
         meta = {"artifact": str(artifact), "solver": s.solver, "steps": s.steps,
                 "options": s.options, "seed": self.seed, "num": self.num,
                 "guidance": self.guidance,
@@ -52,20 +54,41 @@ class Draw:
                              self.per_class, figures=figures)
 
 
-def plan_draw(denoiser, *, num: int, seed: int = 0, batch: int = 16, solver: str | None = None,
-              steps: int | None = None, options: dict | None = None, classes: str | None = None,
-              guidance: float | None = None, guide=None) -> Draw:
-    """Everything checked before the first step: solver, options, grid, labels, guide."""
+@dataclass(frozen=True)
+class DrawOptions:
+    """What ``edgediff sample`` is asked: ``num`` samples (with ``classes`` "all" or a
+    list: per class) of ``seed``, ``batch`` at a time, with the artifact's default
+    solver or ``solver``/``steps``/``options``, at guidance scale ``guidance``."""
+
+    num: int
+    seed: int = 0
+    batch: int = 16
+    solver: str | None = None
+    steps: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    classes: str | None = None
+    guidance: float | None = None
+
+    def __post_init__(self):
+        for name, low in (("num", 1), ("batch", 1), ("seed", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise EdgediffError(f"{name} must be an integer ≥ {low}, got {value!r}")
+
+
+def plan_draw(denoiser, options: DrawOptions, guide=None) -> Draw:
+    """Everything checked before the first step: solver, options, grid, labels, guide
+    (autoguidance's second, opened artifact)."""
     from edgediff.grids import settings_grid
 
-    info = denoiser.info
-    settings = SolverSettings.resolve(info, solver, steps, options)
+    o, info = options, denoiser.info
+    settings = SolverSettings.resolve(info, o.solver, o.steps, o.options)
     settings_grid(info, settings)
-    labels = labels_from_text(classes, info, num)
-    per_class = num if labels is not None and len(labels) > num else None
+    labels = labels_from_text(o.classes, info, o.num)
+    per_class = o.num if labels is not None and len(labels) > o.num else None
     if guide is not None:
         from edgediff.runtime.guidance import check_guide
 
         check_guide(info, guide.info)
-    return Draw(denoiser, settings, num if labels is None else len(labels), seed, batch, labels,
-                per_class, guidance, guide)
+    return Draw(denoiser, settings, o.num if labels is None else len(labels), o.seed, o.batch,
+                labels, per_class, o.guidance, guide)

@@ -8,7 +8,8 @@ from importlib import resources
 from pathlib import Path
 
 from edgediff.errors import EdgediffError
-from edgediff.models.checkpoint import LoadedModel, load_checkpoint
+from edgediff.models.checkpoint import LoadedModel
+from edgediff.models.readers.native import load_checkpoint
 
 NAME = "digits-edm"
 CONDITIONAL = "digits-edm-cond"  # the same U-Net, class-conditional (label dropout 0.2)

@@ -1,10 +1,10 @@
 """edgediff's native checkpoint: ``NAME.safetensors`` (the raw network's weights)
-plus ``NAME.json`` (everything needed to rebuild the denoiser).
+plus ``NAME.json`` (everything needed to rebuild the denoiser); the JSON keys are
+documented in ``docs/checkpoint.md``.
 
-Loading never unpickles. A ``.pt`` / ``.pth`` / ``.pkl`` / ``.ckpt`` file is
-refused unless the caller opts in with ``allow_pickle=True``, and even then it
-goes through ``torch.load(weights_only=True)``, which builds tensors only.
-The JSON keys are documented in ``docs/checkpoint.md``.
+This module makes configs, builds denoisers from them and writes checkpoints;
+``LoadedModel`` is what every model reader returns. Reading a checkpoint back is
+``edgediff.models.readers.native``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
 from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
 from edgediff.fileio import atomic_path
@@ -27,12 +24,16 @@ from edgediff.models.precond import PRECONDITIONERS, DiscretePrecond, Preconditi
 from edgediff.schedules import Schedule
 
 FORMAT, FORMAT_VERSION = "edgediff.checkpoint", 1
-PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
 REQUIRED = ("architecture", "parameterization", "schedule", "sample_shape")
 
 
 @dataclass
 class LoadedModel:
+    """A model ready to sample or export, whatever format it was read from: the
+    denoiser D(x, σ) (a preconditioner around the network, ``models/precond.py``),
+    its checkpoint config (parameterization, σ range, sample shape, provenance:
+    ``docs/checkpoint.md``) and its noise schedule."""
+
     denoiser: Preconditioner
     config: dict[str, Any]
     schedule: Schedule
@@ -44,13 +45,14 @@ class LoadedModel:
 
 def make_config(architecture: str, architecture_args: dict, parameterization: str,
                 schedule: Schedule, sample_shape, *, sigma_data: float = 0.5,
-                data_range=(-1.0, 1.0), provenance: dict | None = None,
-                parameterization_args: dict | None = None) -> dict[str, Any]:
-    """A checkpoint config; σ_min/σ_max default to the schedule's sampling range."""
+                data_range=(-1.0, 1.0), provenance: dict | None = None) -> dict[str, Any]:
+    """A checkpoint config; σ_min/σ_max default to the schedule's sampling range. The
+    parameterization's own arguments (``parameterization.args``) start empty:
+    ``build_denoiser`` fills them from the schedule and ``sigma_data``."""
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "architecture": {"name": architecture, "args": dict(architecture_args)},
-        "parameterization": {"name": parameterization, "args": dict(parameterization_args or {})},
+        "parameterization": {"name": parameterization, "args": {}},
         "schedule": schedule.to_dict(),
         "sigma_min": schedule.sigma_min, "sigma_max": schedule.sigma_max,
         "sigma_data": float(sigma_data),
@@ -90,7 +92,8 @@ def build_denoiser(config: dict[str, Any]) -> tuple[Preconditioner, Schedule]:
     return cls(net, **args), schedule
 
 
-def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
+def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(NAME.safetensors, NAME.json) for NAME, NAME.safetensors or NAME.json."""
     p = Path(path)
     stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
@@ -101,84 +104,10 @@ def save_checkpoint(path: str | os.PathLike, denoiser: Preconditioner,
     """Write NAME.safetensors and NAME.json atomically (temp file, then rename)."""
     from safetensors.torch import save_file
 
-    weights, cfg = _paths(path)
+    weights, cfg = checkpoint_paths(path)
     state = {k: v.detach().contiguous().cpu() for k, v in denoiser.model.state_dict().items()}
     with atomic_path(weights) as tmp:
         save_file(state, tmp, metadata={"format": FORMAT})
     with atomic_path(cfg) as tmp:
         Path(tmp).write_text(json.dumps(config, indent=1) + "\n")
     return weights, cfg
-
-
-def load_checkpoint(path: str | os.PathLike, *, allow_pickle: bool = False) -> LoadedModel:
-    """Rebuild the denoiser from a native checkpoint (or, on request, a pickle)."""
-    p = Path(path)
-    if p.suffix in PICKLE_SUFFIXES:
-        state, config = _load_pickle(p, allow_pickle)
-    else:
-        weights, cfg = _paths(p)
-        for f in (weights, cfg):
-            if not f.is_file():
-                raise EdgediffError(f"{f} does not exist; a native checkpoint is NAME.safetensors "
-                                    f"plus NAME.json")
-        config = _read_json(cfg)
-        state = _read_safetensors(weights)
-    denoiser, schedule = build_denoiser(config)
-    _load_state(denoiser.model, state, p)
-    denoiser.eval()
-    return LoadedModel(denoiser, config, schedule)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EdgediffError(f"{path} is not a readable JSON config: {e}") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise EdgediffError(f"{path} is not an edgediff checkpoint config (no \"format\": "
-                            f"\"{FORMAT}\")")
-    return config
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError) as e:
-        raise EdgediffError(f"{path} is truncated or not a safetensors file ({e})") from None
-
-
-def _load_pickle(path: Path, allow_pickle: bool):
-    if not allow_pickle:
-        raise EdgediffError(
-            f"{path} is a pickle, and unpickling runs code; edgediff loads .safetensors + .json "
-            f"only. If you trust this file, opt in with --allow-pickle (allow_pickle=True); it "
-            f"is then read with torch.load(weights_only=True)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise EdgediffError(f"{path} could not be read with torch.load(weights_only=True): "
-                            f"{e}") from None
-    if isinstance(obj, dict) and "state_dict" in obj and "config" in obj:
-        return obj["state_dict"], obj["config"]
-    cfg = path.with_suffix(".json")
-    if isinstance(obj, dict) and cfg.is_file():
-        return obj, _read_json(cfg)
-    raise EdgediffError(f"{path} holds neither {{'config', 'state_dict'}} nor a state dict "
-                        f"with {cfg.name} beside it")
-
-
-def _load_state(net: nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    own = net.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs config {tuple(own[k].shape)}"
-             for k in own if k in state and state[k].shape != own[k].shape]
-    problems = ([f"missing {', '.join(missing[:3])}"] if missing else []) + \
-               ([f"unexpected {', '.join(extra[:3])}"] if extra else []) + wrong[:3]
-    if problems:
-        raise EdgediffError(f"the weights in {source} do not fit the network its config "
-                            f"describes: {'; '.join(problems)}")
-    net.load_state_dict(state)

@@ -32,6 +32,8 @@ from edgediff.models.networks import one_hot_labels
 from edgediff.models.precond import Preconditioner
 
 log = logging.getLogger(__name__)
+
+
 @dataclass
 class TrainSettings:
     steps: int = 20_000
@@ -143,15 +145,67 @@ def train(config: dict, data: np.ndarray, out: str | Path, settings: TrainSettin
 SCHEDULE_FOR = {"edm": "EDMSchedule", "vp": "VPSchedule", "ve": "VESchedule"}
 
 
-def train_dataset(dataset: str, out: str | Path, *, parameterization: str = "edm",
-                  channels: int = 32, steps: int = 8000, batch: int = 128, lr: float = 1e-3,
-                  ema_halflife: float = 500.0, seed: int = 0, threads: int | None = None,
-                  class_conditional: bool = False, label_dropout: float = 0.2,
+@dataclass(frozen=True)
+class TrainRecipe:
+    """``edgediff train``'s choices: a shipped dataset, the shipped architecture for it
+    (a small U-Net on digits, an MLP on the 2-D mixture) ``channels`` wide, and the
+    run. Checked once, here; ``command_line`` is what the checkpoint's provenance
+    records to reproduce it."""
+
+    dataset: str
+    parameterization: str = "edm"
+    channels: int = 32
+    steps: int = 8000
+    batch: int = 128
+    lr: float = 1e-3
+    ema_halflife: float = 500.0
+    seed: int = 0
+    class_conditional: bool = False
+    label_dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        from edgediff.datasets import DATASETS
+
+        for name, value, choices in (("dataset", self.dataset, DATASETS),
+                                     ("parameterization", self.parameterization, SCHEDULE_FOR)):
+            if value not in choices:
+                raise EdgediffError(f"cannot train on {name} {value!r}; choose one of "
+                                    f"{', '.join(choices)}")
+        for name in ("channels", "steps", "batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise EdgediffError(f"--{name} takes a whole number ≥ 1, got {value!r}")
+        if not (self.lr > 0 and self.ema_halflife >= 0 and 0 <= self.label_dropout < 1):
+            raise EdgediffError(f"training needs --lr > 0, --ema-halflife ≥ 0 and 0 ≤ "
+                                f"--label-dropout < 1; got {self.lr!r}, {self.ema_halflife!r} "
+                                f"and {self.label_dropout!r}")
+
+    def command_line(self, out: str | Path) -> str:
+        """The ``edgediff train`` command that makes this checkpoint."""
+        return (f"edgediff train {self.dataset} -o {Path(out).name} --parameterization "
+                f"{self.parameterization} --channels {self.channels} --steps {self.steps} "
+                f"--batch {self.batch} --lr {self.lr} --ema-halflife {self.ema_halflife} "
+                f"--seed {self.seed}"
+                + (f" --class-conditional --label-dropout {self.label_dropout}"
+                   if self.class_conditional else ""))
+
+    def architecture(self, num_classes: int) -> tuple[str, dict]:
+        """(network name, its arguments) for the dataset."""
+        if self.dataset == "digits":
+            return "unet", {"img_resolution": 8, "in_channels": 1, "out_channels": 1,
+                            "model_channels": self.channels, "channel_mult": [1, 2],
+                            "num_blocks": 2, "attn_resolutions": [4], "label_dim": num_classes}
+        args = {"dim": 2, "hidden": self.channels * 4, "depth": 4}
+        if self.class_conditional:
+            args["label_dim"] = num_classes
+        return "mlp", args
+
+
+def train_dataset(recipe: TrainRecipe, out: str | Path, *, threads: int | None = None,
                   resume: bool = False,
                   progress: Callable[[int, float], None] | None = None) -> None:
-    """``edgediff train``: the shipped architecture for ``dataset`` (a small U-Net on
-    digits, an MLP on the 2-D mixture), its config with the command that reproduces
-    it, and ``train``."""
+    """``edgediff train``: the recipe's architecture and config (with the command that
+    reproduces it), then ``train`` on the dataset with ``threads`` torch CPU threads."""
     from edgediff import schedules
     from edgediff.datasets import NUM_CLASSES, load_dataset
 
@@ -159,29 +213,19 @@ def train_dataset(dataset: str, out: str | Path, *, parameterization: str = "edm
         raise EdgediffError(f"cannot write {out}: its folder does not exist")
     if threads:
         torch.set_num_threads(threads)
-    data, labels = load_dataset(dataset, "train", seed=0, labels=True)
-    num_classes = NUM_CLASSES[dataset] if class_conditional else 0
-    schedule = getattr(schedules, SCHEDULE_FOR[parameterization])()
-    if dataset == "digits":
-        arch, args = "unet", {"img_resolution": 8, "in_channels": 1, "out_channels": 1,
-                              "model_channels": channels, "channel_mult": [1, 2],
-                              "num_blocks": 2, "attn_resolutions": [4], "label_dim": num_classes}
-    else:
-        arch, args = "mlp", {"dim": 2, "hidden": channels * 4, "depth": 4}
-        if class_conditional:
-            args["label_dim"] = num_classes
-    command_line = (f"edgediff train {dataset} -o {Path(out).name} --parameterization "
-                    f"{parameterization} --channels {channels} --steps {steps} --batch {batch} "
-                    f"--lr {lr} --ema-halflife {ema_halflife} --seed {seed}"
-                    + (f" --class-conditional --label-dropout {label_dropout}"
-                       if class_conditional else ""))
-    config = make_config(arch, args, parameterization, schedule, data.shape[1:],
-                         provenance={"dataset": dataset, "command": command_line,
+    data, labels = load_dataset(recipe.dataset, "train", seed=0, labels=True)
+    num_classes = NUM_CLASSES[recipe.dataset] if recipe.class_conditional else 0
+    schedule = getattr(schedules, SCHEDULE_FOR[recipe.parameterization])()
+    arch, args = recipe.architecture(num_classes)
+    config = make_config(arch, args, recipe.parameterization, schedule, data.shape[1:],
+                         provenance={"dataset": recipe.dataset,
+                                     "command": recipe.command_line(out),
                                      "torch": torch.__version__})
     if num_classes:
         config["num_classes"] = num_classes
-    settings = TrainSettings(steps=steps, batch=batch, lr=lr, ema_halflife=ema_halflife,
-                             seed=seed, checkpoint_every=max(1, min(1000, steps)),
-                             label_dropout=label_dropout if num_classes else 0.0)
+    settings = TrainSettings(steps=recipe.steps, batch=recipe.batch, lr=recipe.lr,
+                             ema_halflife=recipe.ema_halflife, seed=recipe.seed,
+                             checkpoint_every=max(1, min(1000, recipe.steps)),
+                             label_dropout=recipe.label_dropout if num_classes else 0.0)
     train(config, data, out, settings, resume=resume, progress=progress,
           labels=labels if num_classes else None)

@@ -1,19 +1,24 @@
 """The deployable runtime: NumPy step loops over ONNX Runtime or TensorRT.
 
-Nothing here imports torch, onnx or tensorrt; TensorRT and cuda-python load
-only when a ``.plan`` is opened.
+Nothing here imports torch, onnx or tensorrt; each engine's packages load only
+when a file of its kind is opened (``edgediff.runtime.backends``).
 
     from edgediff import runtime
     D = runtime.load("model.onnx")             # metadata decides everything else
     x = runtime.sample(D, 64, seed=0)          # the artifact's default solver
     x = runtime.sample(D, 64, solver="dpmpp_2m", steps=10)
+    x = runtime.sample(D, 10, condition=runtime.Condition(labels=range(10), guidance=3.0),
+                       run=runtime.RunOptions(batch=10))
 """
 
 from edgediff.grids import sigma_grid
 from edgediff.runtime._call import Denoiser, NonFiniteOutputError
-from edgediff.runtime.sampling import SOLVERS, load, sample, sample_batch
+from edgediff.runtime.backends import BackendOptions
+from edgediff.runtime.guidance import Condition
+from edgediff.runtime.sampling import SOLVERS, RunOptions, load, sample, sample_batch
 from edgediff.settings import SolverSettings
 from edgediff.streams import NoiseStreams
 
-__all__ = ["SOLVERS", "Denoiser", "NoiseStreams", "NonFiniteOutputError", "SolverSettings", "load",
-           "sample", "sample_batch", "sigma_grid"]
+__all__ = ["SOLVERS", "BackendOptions", "Condition", "Denoiser", "NoiseStreams",
+           "NonFiniteOutputError", "RunOptions", "SolverSettings", "load", "sample",
+           "sample_batch", "sigma_grid"]

@@ -12,6 +12,7 @@ import numpy as np
 from edgediff.artifact import ArtifactInfo
 from edgediff.conditioning import check_labels
 from edgediff.errors import EdgediffError
+from edgediff.graph import graph_inputs
 
 Callback = Callable[[dict[str, Any]], None] | None
 NoiseFn = Callable[[int], np.ndarray]
@@ -117,12 +118,15 @@ def report(callback: Callback, i: int, x: np.ndarray, sigma: float, sigma_next: 
 
 def fill_conditioning(info: ArtifactInfo, bound, class_labels, guidance) -> None:
     """Write a call's class labels and guidance scale into a backend's bound inputs
-    (a conditional graph's ``class_labels``; a --guidance graph's ``guidance``)."""
+    (a conditional graph's ``class_labels``; a --guidance graph's ``guidance``); an
+    input the call leaves out holds its default (``edgediff.graph``: the null label,
+    scale 1)."""
+    fills = {i.name: i.fill for i in graph_inputs(info)}
     if class_labels is not None:
         num = 1 if bound.class_labels is None else len(bound.class_labels)
         np.copyto(bound.class_labels, check_labels(info, class_labels, num))
     elif bound.class_labels is not None:
-        bound.class_labels.fill(info.null_label)
+        bound.class_labels.fill(fills["class_labels"])
     if guidance is not None:
         if bound.guidance is None:
             raise EdgediffError("this graph takes no guidance scale; export it with "
@@ -130,7 +134,7 @@ def fill_conditioning(info: ArtifactInfo, bound, class_labels, guidance) -> None
         np.copyto(bound.guidance, np.broadcast_to(np.asarray(guidance, np.float32),
                                                   bound.guidance.shape))
     elif bound.guidance is not None:
-        bound.guidance.fill(1.0)
+        bound.guidance.fill(fills["guidance"])
 
 
 def check_inputs(info: ArtifactInfo, x, sigma) -> tuple[np.ndarray, np.ndarray]:

@@ -16,11 +16,40 @@ step and σ as for any backend.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from edgediff.conditioning import check_guidance
 from edgediff.errors import EdgediffError
 from edgediff.runtime._call import Denoiser, fill_conditioning
+
+
+@dataclass(frozen=True, eq=False)
+class Condition:
+    """What a run is conditioned on, checked when made: ``labels``, class ids (one for
+    all samples or one per sample; the artifact's null id or None: unconditional);
+    ``guidance``, the scale w of D = D_u + w·(D_c − D_u) (None: no guidance); and
+    ``guide``, autoguidance's second, weaker model (a ``Denoiser`` for
+    ``runtime.sample``; the torch module for ``samplers.reference.reference_run``).
+    Classifier-free guidance is ``guidance`` without ``guide``. The labels are
+    checked against the artifact when a run starts (``check_labels``)."""
+
+    labels: Any = None
+    guidance: float | None = None
+    guide: Any = None
+
+    def __post_init__(self):
+        if self.guidance is not None:
+            object.__setattr__(self, "guidance", check_guidance(self.guidance))
+        elif self.guide is not None:
+            raise EdgediffError("a guiding model needs a guidance scale (--guidance W)")
+
+    @property
+    def given(self) -> bool:
+        """Whether anything is asked beyond the plain, unconditional model."""
+        return self.labels is not None or self.guidance is not None or self.guide is not None
 
 
 class Guided:

@@ -4,19 +4,21 @@ default solver; the caller picks at most a solver, steps, options and seeds."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgediff.catalogue import SOLVER_NAMES, spec
-from edgediff.conditioning import check_guidance, check_labels
+from edgediff.conditioning import check_labels
 from edgediff.errors import EdgediffError
 from edgediff.grids import check_grid_range, settings_grid
 from edgediff.runtime import multistep, ode, stochastic  # noqa: F401 (they register their loops)
 from edgediff.runtime._call import Callback, Denoiser
-from edgediff.runtime.guidance import check_guide, guided_denoiser
+from edgediff.runtime.backends import BackendOptions, open_artifact
+from edgediff.runtime.guidance import Condition, check_guide, guided_denoiser
 from edgediff.settings import SolverSettings, loop_options
 from edgediff.streams import NoiseStreams
 
@@ -38,77 +40,82 @@ def sample_batch(denoiser: Denoiser, settings: SolverSettings, sigmas: list[floa
     return SOLVERS[settings.solver](denoiser, x, sigmas, callback=callback, **kwargs)
 
 
-def sample(denoiser: Denoiser, num: int, *, seed: int = 0, first: int = 0, batch: int = 16,
-           solver: str | None = None, steps: int | None = None,
-           options: dict[str, Any] | None = None, sigmas=None,
-           callback: Callback = None, on_batch: Callable[[int, int], None] | None = None,
-           labels=None, guidance: float | None = None, guide: Denoiser | None = None,
-           ) -> np.ndarray:
-    """Samples ``first … first+num−1`` of seed ``seed``, float32 [num, *sample_shape].
+def _count(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+        raise EdgediffError(f"{name} must be an integer ≥ {low}, got {value!r}")
 
-    Sample k depends only on (seed, k) and the solver — not on ``batch``.
-    ``sigmas`` replaces the schedule's grid (then ``steps`` is its length − 1).
-    ``on_batch(done, num)`` reports progress after each batch.
 
-    A class-conditional model takes ``labels`` (one id for all, or one per sample;
-    its null id or None: unconditional) and a guidance scale ``guidance``:
-    classifier-free guidance against the null label, or with ``guide`` (a second,
-    weaker artifact) autoguidance (``edgediff.runtime.guidance``).
+@dataclass(frozen=True, eq=False)
+class RunOptions:
+    """How a run is carried out, checked when made: samples ``first`` … of the seed's
+    streams, ``batch`` at a time (sample k depends only on (seed, k), not on the
+    batch); ``sigmas`` replaces the schedule's grid; ``callback`` sees every step
+    (``edgediff.runtime._call.report``); ``on_batch(done, num)`` reports progress
+    after each batch."""
+
+    first: int = 0
+    batch: int = 16
+    sigmas: Sequence[float] | None = None
+    callback: Callback = None
+    on_batch: Callable[[int, int], None] | None = None
+
+    def __post_init__(self):
+        _count("batch", self.batch, 1)
+        _count("first", self.first, 0)
+
+
+def sample(denoiser: Denoiser, num: int, *, seed: int = 0, solver: str | None = None,
+           steps: int | None = None, options: dict[str, Any] | None = None,
+           condition: Condition | None = None, run: RunOptions | None = None) -> np.ndarray:
+    """Samples ``first … first+num−1`` of seed ``seed``, float32 [num, *sample_shape],
+    with the artifact's default solver or ``solver``, ``steps`` and ``options``.
+
+    ``run`` (``RunOptions``) sets the first sample, the batch, a σ grid of the
+    caller's (then ``steps`` is its length − 1) and the callbacks. ``condition``
+    (``Condition``) gives a class-conditional model its labels and a guidance scale:
+    classifier-free guidance against the null label, or with ``condition.guide`` (a
+    second, weaker artifact) autoguidance (``edgediff.runtime.guidance``).
     """
     info = denoiser.info
-    for name, value, low in (("num", num, 1), ("batch", batch, 1), ("seed", seed, 0),
-                             ("first", first, 0)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            raise EdgediffError(f"{name} must be an integer ≥ {low}, got {value!r}")
+    run = RunOptions() if run is None else run
+    condition = Condition() if condition is None else condition
+    _count("num", num, 1)
+    _count("seed", seed, 0)
+    sigmas = run.sigmas
     if sigmas is not None:
         sigmas = check_grid_range(info, sigmas)
         steps = len(sigmas) - 1
     settings = SolverSettings.resolve(info, solver, steps, options)
     if sigmas is None:
         sigmas = settings_grid(info, settings)
-    labels = check_labels(info, labels, num)
-    conditioned = labels is not None or guidance is not None or guide is not None
-    if guide is not None:
-        check_guide(info, guide.info)
-    if guidance is not None:
-        check_guidance(guidance)
+    labels = check_labels(info, condition.labels, num)
+    if condition.guide is not None:
+        check_guide(info, condition.guide.info)
     out = np.empty((num, *info.sample_shape), dtype=np.float32)
-    for start in range(0, num, batch):
-        stop = min(start + batch, num)
-        streams = NoiseStreams(seed, range(first + start, first + stop), info.sample_shape)
-        D = guided_denoiser(denoiser, None if labels is None else labels[start:stop], guidance,
-                            guide) if conditioned else denoiser
-        out[start:stop] = sample_batch(D, settings, sigmas, streams, callback)
-        if on_batch is not None:
-            on_batch(stop, num)
+    for start in range(0, num, run.batch):
+        stop = min(start + run.batch, num)
+        streams = NoiseStreams(seed, range(run.first + start, run.first + stop),
+                               info.sample_shape)
+        D = guided_denoiser(denoiser, None if labels is None else labels[start:stop],
+                            condition.guidance, condition.guide) if condition.given else denoiser
+        out[start:stop] = sample_batch(D, settings, sigmas, streams, run.callback)
+        if run.on_batch is not None:
+            run.on_batch(stop, num)
     return out
 
 
-def load(path: str | Path, *, provider: str = "cpu", threads: int | None = None,
-         cuda_graph: bool = False, metadata: dict | None = None, max_batch: int = 16
-         ) -> Denoiser:
-    """Open an artifact: ``.onnx`` with ONNX Runtime (``provider`` cpu, cuda or
-    tensorrt), ``.plan`` with TensorRT (it must carry its sidecar). ``metadata``
-    overrides or supplies the ONNX file's edgediff metadata (docs/artifact.md).
-    ``max_batch`` bounds the TensorRT execution provider's profile (a plan's is
-    fixed when it is built)."""
-    path = Path(path)
-    if not path.exists():
-        raise EdgediffError(f"no such file: {path}")
-    if path.is_dir():
-        raise EdgediffError(f"{path} is a folder; pass an exported .onnx file or a .plan")
-    if path.suffix == ".onnx":
-        from edgediff.runtime.ort import OrtDenoiser
-
-        return OrtDenoiser(path, provider=provider, threads=threads, metadata=metadata,
-                           max_batch=max_batch)
-    if path.suffix in (".plan", ".engine"):
-        if metadata:
-            raise EdgediffError("a plan's metadata is its sidecar's; --metadata is for ONNX "
-                                "files")
-        from edgediff.runtime.tensorrt import TrtDenoiser
-
-        return TrtDenoiser(path, cuda_graph=cuda_graph)
-    raise EdgediffError(f"{path} is neither an .onnx file nor a TensorRT .plan; export a model "
-                        f"with 'edgediff export' first")
-
+def load(path: str | Path, options: BackendOptions | None = None, *,
+         provider: str | None = None, threads: int | None = None,
+         cuda_graph: bool | None = None, metadata: dict | None = None,
+         max_batch: int | None = None) -> Denoiser:
+    """Open an artifact with the engine its suffix names (``edgediff.runtime.backends``):
+    ``.onnx`` with ONNX Runtime, ``.plan`` with TensorRT (it must carry its sidecar).
+    ``options`` (``BackendOptions``) say how; the keywords are shorthands for its
+    fields (``runtime.load(path, threads=2)``) and override it."""
+    given = {k: v for k, v in (("provider", provider), ("threads", threads),
+                               ("cuda_graph", cuda_graph), ("metadata", metadata),
+                               ("max_batch", max_batch)) if v is not None}
+    options = BackendOptions() if options is None else options
+    if given:
+        options = replace(options, **given)
+    return open_artifact(path, options)

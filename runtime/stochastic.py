@@ -4,7 +4,7 @@ Euler ancestral and DPM-Solver++(2M) SDE.
 Same algorithms, conventions and noise draws as the torch reference
 (``edgediff.samplers``): ``noise(i)`` is called only at steps that use it, so
 both implementations consume the same per-sample streams
-(``edgediff.runtime.noise``).
+(``edgediff.streams``).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import math
 
 import numpy as np
 
-from edgediff.catalogue import implements, loop_defaults
+from edgediff.catalogue import Churn, implements, loop_defaults
 from edgediff.coefficients import ancestral_step
 from edgediff.runtime._call import Call, Callback, Denoiser, NoiseFn, report
 from edgediff.schedules import Schedule
 from edgediff.sigmas import check_sigmas
-from edgediff.steprules import GridTable, churn_gamma, ddpm_step
+from edgediff.steprules import GridTable, ddpm_step
 
 Range = tuple[float, float] | None
 
@@ -124,27 +124,24 @@ def euler_maruyama(denoiser: Denoiser, x: np.ndarray, sigmas, *, schedule: Sched
 
 
 @implements("edm", "numpy")
-def edm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, S_churn: float = 0.0,
-        S_tmin: float = 0.0, S_tmax: float = math.inf, S_noise: float = 1.0,
+def edm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, churn: Churn = Churn(),
         callback: Callback = None) -> np.ndarray:
     """EDM's stochastic solver (Karras et al. 2022, Algorithm 2) in (x̂, σ): churn
     to t̂ = (1 + γ)·t_i with γ = min(S_churn/N, √2 − 1) inside [S_tmin, S_tmax],
     then a Heun step to t_{i+1} (Euler on the last). Noise only where γ > 0."""
-    loop_defaults("edm", S_churn=S_churn, S_tmin=S_tmin, S_tmax=S_tmax, S_noise=S_noise)
     sigmas = check_sigmas(sigmas)
     n = len(sigmas) - 1
     call = Call(denoiser, x.shape)
     x = np.array(x, dtype=np.float64)
     d_cur, d_prime, x_next, tmp = (np.empty_like(x) for _ in range(4))
-    gamma_max = churn_gamma(S_churn, n)
     for i in range(n):
         call.step = i
         t_cur, t_next = sigmas[i], sigmas[i + 1]
         # Increase noise temporarily
-        gamma = gamma_max if S_tmin <= t_cur <= S_tmax else 0.0
+        gamma = churn.gamma(t_cur, n)
         t_hat = t_cur + gamma * t_cur
         if gamma > 0:
-            _add_scaled(x, math.sqrt(t_hat**2 - t_cur**2) * S_noise, noise(i), tmp)
+            _add_scaled(x, math.sqrt(t_hat**2 - t_cur**2) * churn.S_noise, noise(i), tmp)
         # Euler step
         denoised = call(x, t_hat)
         report(callback, i, x, t_hat, t_next, denoised)

@@ -13,6 +13,7 @@ from torch import nn
 from edgediff.artifact import ArtifactInfo
 from edgediff.catalogue import CATALOGUE
 from edgediff.conditioning import check_labels
+from edgediff.runtime.guidance import Condition
 from edgediff.samplers import SOLVERS, at_precision
 from edgediff.samplers._common import Denoiser
 from edgediff.samplers.guidance import guided
@@ -31,28 +32,31 @@ def labelled(module: nn.Module, labels: np.ndarray | None) -> Denoiser:
 
 def reference_run(module: nn.Module, info: ArtifactInfo, settings: SolverSettings,
                   sigmas: Sequence[float], seed: int, indices: Sequence[int], *,
-                  labels=None, guidance: float | None = None, guide: nn.Module | None = None,
-                  guide_info: ArtifactInfo | None = None) -> np.ndarray:
+                  condition: Condition | None = None, guide_info: ArtifactInfo | None = None
+                  ) -> np.ndarray:
     """Samples ``indices`` of ``seed``: the float32 torch module under the torch
     reference sampler, x_T and step noise from the runtime's streams. With
-    ``labels`` and ``guidance``: classifier-free guidance against the null label,
-    or autoguidance against ``guide`` (``samplers.guidance.guided``, the torch
-    twin of the runtime's; a --guidance graph's one launch is the same sum)."""
+    ``condition`` (the runtime's ``Condition``, its ``guide`` a torch module
+    described by ``guide_info``): labels, and with a guidance scale classifier-free
+    guidance against the null label, or autoguidance against the guide
+    (``samplers.guidance.guided``, the torch twin of the runtime's; a --guidance
+    graph's one launch is the same sum)."""
+    condition = Condition() if condition is None else condition
     streams = NoiseStreams(seed, indices, info.sample_shape)
     x = torch.from_numpy(streams.initial() * float(info.schedule.prior_std(sigmas[0])))
     kwargs = loop_options(info, settings)
     if CATALOGUE[settings.solver].stochastic:
         kwargs["noise"] = lambda i: torch.from_numpy(streams(i).copy())
-    labels = check_labels(info, labels, len(indices))
+    labels = check_labels(info, condition.labels, len(indices))
     denoiser = labelled(module, labels)
-    if guidance is not None:
-        if guide is not None:
+    if condition.guidance is not None:
+        if condition.guide is not None:
             cond = guide_info is not None and guide_info.num_classes
-            other = labelled(guide, labels if cond else None)
+            other = labelled(condition.guide, labels if cond else None)
         else:
             null = np.full(len(indices), info.null_label, np.int64)
             other = labelled(module, null)
             if labels is None:
                 denoiser = other
-        denoiser = guided(denoiser, other, guidance)
+        denoiser = guided(denoiser, other, condition.guidance)
     return SOLVERS[settings.solver](denoiser, x, list(sigmas), **kwargs).numpy()

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from edgediff.catalogue import implements, loop_defaults
+from edgediff.catalogue import Churn, implements, loop_defaults
 from edgediff.samplers._common import (
     Callback,
     Denoiser,
@@ -20,7 +20,6 @@ from edgediff.samplers._common import (
     start_state,
 )
 from edgediff.schedules import Schedule
-from edgediff.steprules import churn_gamma
 
 
 @implements("euler_maruyama", "torch")
@@ -54,9 +53,9 @@ def euler_maruyama(denoiser: Denoiser, x: torch.Tensor, sigmas, *, schedule: Sch
 
 @implements("edm", "torch")
 @torch.no_grad()
-def edm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, S_churn: float = 0.0,
-        S_tmin: float = 0.0, S_tmax: float = math.inf, S_noise: float = 1.0, noise: Noise = None,
-        generator: torch.Generator | None = None, callback: Callback = None) -> torch.Tensor:
+def edm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, churn: Churn = Churn(),
+        noise: Noise = None, generator: torch.Generator | None = None,
+        callback: Callback = None) -> torch.Tensor:
     """EDM's stochastic solver (Karras et al. 2022, Algorithm 2), in (x̂, σ).
 
     At each t_i in [S_tmin, S_tmax], raise the noise level to t̂ = (1 + γ)·t_i,
@@ -64,18 +63,16 @@ def edm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, S_churn: float = 0.0,
     a Heun step from t̂ to t_{i+1} (Euler on the last one, to σ = 0). Noise is
     drawn only at steps with γ > 0; S_churn = 0 is exactly ``heun``.
     """
-    loop_defaults("edm", S_churn=S_churn, S_tmin=S_tmin, S_tmax=S_tmax, S_noise=S_noise)
     sigmas = as_sigmas(sigmas)
     n = len(sigmas) - 1
     x = start_state(x)
     z = noise_source(noise, x, generator)
-    gamma_max = churn_gamma(S_churn, n)
     for i in range(n):
         t_cur, t_next = sigmas[i], sigmas[i + 1]
         # Increase noise temporarily
-        gamma = gamma_max if S_tmin <= t_cur <= S_tmax else 0.0
+        gamma = churn.gamma(t_cur, n)
         t_hat = t_cur + gamma * t_cur
-        x_hat = x + math.sqrt(t_hat**2 - t_cur**2) * S_noise * z(i) if gamma > 0 else x
+        x_hat = x + math.sqrt(t_hat**2 - t_cur**2) * churn.S_noise * z(i) if gamma > 0 else x
         # Euler step
         denoised = denoise(denoiser, x_hat, t_hat)
         report(callback, i, x_hat, t_hat, t_next, denoised)

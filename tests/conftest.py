@@ -1,7 +1,33 @@
+import importlib.util
+
 import numpy as np
 import pytest
 
+from edgediff.errors import EXTRAS
 from edgediff.mixture import GaussianMixture, default_mixture_2d
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "extra(name): needs that extra of pyproject.toml (lab, ray, diffusers, train, "
+        "trt, ...); skipped with its install line when one of its modules is absent")
+
+
+def missing_from(extra: str) -> list[str]:
+    """The modules of ``extra`` (edgediff.errors.EXTRAS) that are not installed here."""
+    modules = {module: shown for module, (shown, owner) in EXTRAS.items() if owner == extra}
+    if not modules:
+        raise ValueError(f"no extra {extra!r} in edgediff.errors.EXTRAS")
+    return [shown for module, shown in modules.items() if importlib.util.find_spec(module) is None]
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("extra"):
+        for extra in mark.args:
+            missing = missing_from(extra)
+            if missing:
+                pytest.skip(f"{', '.join(missing)} not installed (the {extra} extra): "
+                            f'pip install "edgediff[{extra}]"')
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+@pytest.mark.extra("lab")
 def test_sample_writes_npz_and_png_and_the_seed_fixes_the_samples(artifacts, tmp_path):
     a = run("sample", artifacts["digits"], "--num", 10, "--batch", 4, "--preset", "dpmpp-2m-10",
             "--threads", 1, "-o", tmp_path / "a")
@@ -31,8 +32,8 @@ def test_sample_writes_npz_and_png_and_the_seed_fixes_the_samples(artifacts, tmp
     assert xa.shape == (10, 1, 8, 8)
     # batch-size invariant, to the float32 drift bound of this very trajectory
     scale = TrajectoryScale(1)
-    runtime.sample(runtime.load(artifacts["digits"]), 10, batch=10, solver="dpmpp_2m",
-                   steps=10, callback=scale)
+    runtime.sample(runtime.load(artifacts["digits"]), 10, solver="dpmpp_2m",
+                   steps=10, run=runtime.RunOptions(batch=10, callback=scale))
     assert np.abs(xa - xb).max() <= scale.bound()
     assert meta["solver"] == "dpmpp_2m" and meta["steps"] == 10 and meta["seed"] == 0
     assert (tmp_path / "a" / "samples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -43,6 +44,7 @@ def test_sample_writes_npz_and_png_and_the_seed_fixes_the_samples(artifacts, tmp
         assert np.abs(zc["samples"] - xb).max() > 0.1
 
 
+@pytest.mark.extra("lab")
 def test_sample_2d_model_writes_a_scatter_plot_and_takes_solver_knobs(artifacts, tmp_path):
     r = run("sample", artifacts["mixture"], "--num", 50, "--solver", "edm", "--steps", 20,
             "--s-churn", 10, "--s-tmin", 0.05, "--s-tmax", 10, "--s-noise", 1.003,
@@ -54,6 +56,7 @@ def test_sample_2d_model_writes_a_scatter_plot_and_takes_solver_knobs(artifacts,
     assert r.exit_code == 0, r.output
 
 
+@pytest.mark.extra("lab")
 def test_bench_prints_the_table_and_writes_csv_json_and_plots(artifacts, tmp_path):
     r = run("bench", artifacts["mixture"], "--solvers", "euler,heun", "--nfe", "5,9",
             "--num", 200, "--batch", 100, "--reference-steps", 20, "-o", tmp_path)
@@ -73,6 +76,7 @@ def test_bench_prints_the_table_and_writes_csv_json_and_plots(artifacts, tmp_pat
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
 
 
+@pytest.mark.extra("lab")
 def test_bench_suite_by_name_and_fid_skips_with_a_message(artifacts, tmp_path):
     r = run("bench", artifacts["digits"], "--suite", "quick", "--num", 8, "--batch", 8,
             "--reference-steps", 10, "--fid", "-o", tmp_path)
@@ -135,6 +139,7 @@ def test_check_compares_onnx_with_its_torch_source(artifacts):
     assert r.exit_code == 1 and "does not match" in r.output  # zero tolerance: must fail
 
 
+@pytest.mark.extra("lab")
 def test_demo_runs_end_to_end(tmp_path):
     r = run("demo", "--num", 16, "--threads", 1, "-o", tmp_path)
     assert r.exit_code == 0, r.output

@@ -80,6 +80,7 @@ def test_bad_conditioning_is_one_line_and_writes_nothing(cond, artifacts, tmp_pa
     assert "Traceback" not in r.output and not (tmp_path / "out").exists()
 
 
+@pytest.mark.extra("lab")
 def test_bench_sweeps_the_guidance_scale(cond, tmp_path):
     r = run("bench", cond["cfg"], "--solvers", "heun", "--nfe", 19, "--guidance", "0,1,3",
             "--num", 300, "--batch", 300, "-o", tmp_path)

@@ -56,7 +56,8 @@ def nan_model(tmp_path_factory):
     return path, meta
 
 
-@pytest.mark.parametrize("command", ["sample", "bench"])
+@pytest.mark.parametrize("command",
+                         ["sample", pytest.param("bench", marks=pytest.mark.extra("lab"))])
 def test_a_non_finite_denoiser_leaves_nothing(nan_model, tmp_path, command):
     path, meta = nan_model
     extra = ["--num", 4] if command == "sample" else ["--num", 4, "--nfe", 5]
@@ -87,6 +88,7 @@ def test_a_failed_run_keeps_an_existing_output_folder_as_it_was(nan_model, tmp_p
     assert (out / "samples.npz").read_bytes() == b"an earlier run"
 
 
+@pytest.mark.extra("lab")
 def test_a_successful_run_into_an_existing_folder_replaces_its_files(artifacts, tmp_path):
     out = tmp_path / "a" / "b"  # parents are made only on success
     assert run("sample", artifacts["mixture"], "--num", 4, "-o", out).exit_code == 0
@@ -114,6 +116,7 @@ def test_a_bug_midway_through_writing_leaves_nothing(artifacts, tmp_path, monkey
     assert listing(tmp_path) == []
 
 
+@pytest.mark.extra("lab")
 def test_a_demo_that_fails_after_exporting_leaves_nothing(tmp_path, monkeypatch):
     import edgediff.lab.bench
 
@@ -154,7 +157,8 @@ def _interrupt(args: list, parent: Path, after: float) -> subprocess.CompletedPr
 
 
 @pytest.mark.skipif(not EXE.exists(), reason="edgediff is not installed as an executable")
-@pytest.mark.parametrize("command", ["sample", "bench", "demo"])
+@pytest.mark.parametrize("command", ["sample", *(pytest.param(c, marks=pytest.mark.extra("lab"))
+                                                for c in ("bench", "demo"))])
 def test_ctrl_c_leaves_nothing(artifacts, tmp_path, command):
     work = tmp_path / "work"
     work.mkdir()

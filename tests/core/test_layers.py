@@ -130,7 +130,7 @@ FILES = walk()
 
 def test_the_walk_finds_every_module_of_every_layer():
     names = set(FILES)
-    for expected in ("edgediff.catalogue", "edgediff.plan", "edgediff.runtime.ort",
+    for expected in ("edgediff.catalogue", "edgediff.plan", "edgediff.runtime.backends.ort",
                      "edgediff.samplers.ode", "edgediff.export.tensorrt", "edgediff.lab.bench",
                      "edgediff.cli.sample", "edgediff.models.training"):
         assert expected in names

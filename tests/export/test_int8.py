@@ -31,20 +31,21 @@ def bundled():
 
 @pytest.fixture(scope="module")
 def fp32(tmp_path_factory, bundled):
-    from edgediff.export.onnx import export_onnx
+    from edgediff.export.onnx import ExportOptions, export_onnx
 
     path = tmp_path_factory.mktemp("fp32") / "digits.onnx"
-    export_onnx(bundled[0], path, source_sha256=bundled[1], validate=False)
+    export_onnx(bundled[0], path, ExportOptions(validate=False), source_sha256=bundled[1])
     return path
 
 
 @pytest.fixture(scope="module", params=["onnxruntime", "tensorrt"])
 def int8(request, tmp_path_factory, bundled):
-    from edgediff.export.onnx import export_onnx
+    from edgediff.export.int8 import Int8Options
+    from edgediff.export.onnx import ExportOptions, export_onnx
 
     path = tmp_path_factory.mktemp("int8") / f"digits-{request.param}.onnx"
-    result = export_onnx(bundled[0], path, source_sha256=bundled[1], int8=True, calibration=8,
-                         int8_target=request.param)
+    result = export_onnx(bundled[0], path, ExportOptions(int8=Int8Options(
+        calibration=8, target=request.param)), source_sha256=bundled[1])
     return path, result, request.param
 
 

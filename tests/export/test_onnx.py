@@ -8,7 +8,7 @@ onnx = pytest.importorskip("onnx", reason="onnx is not installed")
 from edgediff.artifact import ArtifactInfo  # noqa: E402
 from edgediff.cli import main  # noqa: E402
 from edgediff.errors import EdgediffError  # noqa: E402
-from edgediff.export.onnx import export_onnx  # noqa: E402
+from edgediff.export.onnx import ExportOptions, export_onnx  # noqa: E402
 from edgediff.models.analytic import mixture_model  # noqa: E402
 from edgediff.tolerance import mixture_denoiser_bound  # noqa: E402
 
@@ -70,7 +70,7 @@ def test_existing_output_needs_force(tmp_path):
 def test_failed_validation_leaves_nothing_behind(tmp_path):
     out = tmp_path / "m.onnx"
     with pytest.raises(EdgediffError, match="failed validation"):
-        export_onnx(mixture_model(), out, source_sha256="0" * 64, atol=0.0, rtol=0.0)
+        export_onnx(mixture_model(), out, ExportOptions(atol=0.0, rtol=0.0), source_sha256="0" * 64)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -87,7 +87,7 @@ def test_metadata_is_required_and_versioned():
     with pytest.raises(EdgediffError, match="no edgediff metadata"):
         ArtifactInfo.from_props({"producer": "someone"})
     info = ArtifactInfo.from_props(
-        __import__("edgediff.export.onnx", fromlist=["x"]).artifact_info(
+        __import__("edgediff.export.describe", fromlist=["x"]).artifact_info(
             mixture_model(), "0" * 64).to_props())
     props = {**info.to_props(), "edgediff.format_version": "99"}
     with pytest.raises(EdgediffError, match="upgrade edgediff"):
@@ -118,7 +118,7 @@ def test_fp16_export_is_a_mixed_graph_validated_end_to_end(tmp_path):
 
     model = _unet_model()
     out16, out32 = tmp_path / "m16.onnx", tmp_path / "m32.onnx"
-    result = export_onnx(model, out16, source_sha256="0" * 64, fp16=True)
+    result = export_onnx(model, out16, ExportOptions(fp16=True), source_sha256="0" * 64)
     export_onnx(model, out32, source_sha256="0" * 64)
     assert result.ok and result.atol == result.rtol == 1e-2
     e2e = result.end_to_end
@@ -142,5 +142,6 @@ def test_fp16_export_is_a_mixed_graph_validated_end_to_end(tmp_path):
 
 def test_fp16_export_of_the_analytic_mixture_is_refused(tmp_path):
     with pytest.raises(EdgediffError, match="no network weights to run in fp16"):
-        export_onnx(mixture_model(), tmp_path / "m.onnx", source_sha256="0" * 64, fp16=True)
+        export_onnx(mixture_model(), tmp_path / "m.onnx", ExportOptions(fp16=True),
+                    source_sha256="0" * 64)
     assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ from edgediff.cli import main
 from edgediff.errors import EdgediffError
 from edgediff.export.tensorrt import BuildSettings, make_sidecar, plan_profile, write_plan
 from edgediff.fileio import sha256_of
+from edgediff.graph import GraphInput
 from edgediff.plan import (
     check_compatible,
     check_plan_bytes,
@@ -34,7 +35,8 @@ def mixture_onnx(tmp_path_factory):
 
 
 def test_profile_covers_min_opt_max_batches():
-    prof = plan_profile((1, 8, 8), BuildSettings(min_batch=1, opt_batch=4, max_batch=16))
+    inputs = (GraphInput("x", "float32", (1, 8, 8)), GraphInput("sigma", "float32"))
+    prof = plan_profile(inputs, BuildSettings(min_batch=1, opt_batch=4, max_batch=16))
     assert prof["x"] == ((1, 1, 8, 8), (4, 1, 8, 8), (16, 1, 8, 8))
     assert prof["sigma"] == ((1,), (4,), (16,))
 
@@ -202,10 +204,12 @@ def test_the_plan_samples_like_onnxruntime(tmp_path, mixture_onnx, cuda_graph):
     plan = tmp_path / "m.plan"
     write_plan(plan, engine_bytes, side)
     with runtime.load(plan, cuda_graph=cuda_graph) as D:
-        got = runtime.sample(D, 11, seed=3, batch=8, solver="heun", steps=18)
+        got = runtime.sample(D, 11, seed=3, solver="heun", steps=18,
+                             run=runtime.RunOptions(batch=8))
     ort_D = runtime.load(path)
     scale = TrajectoryScale(2, ort_D.info.data_range)  # Heun: 2 calls a step
-    want = runtime.sample(ort_D, 11, seed=3, batch=8, solver="heun", steps=18, callback=scale)
+    want = runtime.sample(ort_D, 11, seed=3, solver="heun", steps=18,
+                          run=runtime.RunOptions(batch=8, callback=scale))
     assert np.abs(got - want).max() <= scale.bound()
 
 
@@ -217,20 +221,21 @@ def test_an_int8_qdq_graph_builds_in_int8_and_samples_like_onnxruntime(tmp_path)
     is built with INT8 (explicit quantization, recorded in the sidecar) and samples
     within the int8 export's own tolerance of ONNX Runtime on the same QDQ graph."""
     from edgediff import runtime
-    from edgediff.export.onnx import export_onnx
+    from edgediff.export.int8 import Int8Options
+    from edgediff.export.onnx import ExportOptions, export_onnx
     from edgediff.export.quantize import INT8_TOLERANCE
     from edgediff.models.loader import resolve_source
     from edgediff.plan import read_sidecar
 
     model, digest = resolve_source("bundled")
     onnx_path, plan = tmp_path / "d8.onnx", tmp_path / "d8.plan"
-    export_onnx(model, onnx_path, source_sha256=digest, int8=True, calibration=8,
-                int8_target="tensorrt")
+    export_onnx(model, onnx_path, ExportOptions(int8=Int8Options(calibration=8, target="tensorrt")),
+                source_sha256=digest)
     r = CliRunner().invoke(main, ["build", str(onnx_path), "-o", str(plan), "--max-batch", "8"])
     assert r.exit_code == 0, r.output
     assert "int8" in read_sidecar(plan)["precision"]
-    trt_x = runtime.sample(runtime.load(plan), 8, seed=0, batch=8)
-    ort_x = runtime.sample(runtime.load(onnx_path), 8, seed=0, batch=8)
+    trt_x = runtime.sample(runtime.load(plan), 8, seed=0, run=runtime.RunOptions(batch=8))
+    ort_x = runtime.sample(runtime.load(onnx_path), 8, seed=0, run=runtime.RunOptions(batch=8))
     # two int8 implementations of one QDQ graph round differently inside; the
     # end-to-end bound is the one the export itself accepts against fp32
     assert np.sqrt(np.mean((trt_x - ort_x) ** 2)) <= INT8_TOLERANCE

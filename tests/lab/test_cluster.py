@@ -10,7 +10,10 @@ import sys
 
 import pytest
 
-from edgediff.lab.generate import MANIFEST, generate_artifact
+from edgediff.lab.cluster import RayOptions
+from edgediff.lab.generate import GenerateOptions, generate_artifact
+from edgediff.lab.manifest import MANIFEST
+from edgediff.runtime import BackendOptions
 
 ray = pytest.importorskip("ray", reason="ray is not installed (the ray extra)")
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
@@ -30,28 +33,29 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    from edgediff.export.onnx import export_source
+    from edgediff.export.onnx import ExportOptions, export_source
 
     path = tmp_path_factory.mktemp("ray-artifacts") / "digits.onnx"
-    export_source("bundled", path, validate=False)
+    export_source("bundled", path, ExportOptions(validate=False))
     return path
 
 
-JOB = dict(num=96, shard_size=16, batch=8, solver="dpmpp_2m", steps=6, threads=1,
-           images=True)
+JOB = dict(num=96, shard_size=16, batch=8, solver="dpmpp_2m", steps=6,
+           backend=BackendOptions(threads=1), images=True)
 
 
 @pytest.fixture(scope="module")
 def local_run(digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("local") / "g"
-    generate_artifact(digits, out, **JOB)
+    generate_artifact(digits, out, GenerateOptions(**JOB))
     return files(out)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ray_writes_the_local_runs_bytes(cluster, digits, local_run, tmp_path, workers):
     seen = set()
-    generate_artifact(digits, tmp_path / "g", ray_address="local", workers=workers, **JOB,
+    generate_artifact(digits, tmp_path / "g",
+                      GenerateOptions(ray=RayOptions("local", workers), **JOB),
                       progress=lambda item, done, total: seen.add(getattr(item, "worker", "")))
     assert files(tmp_path / "g") == local_run
     assert len(seen) == workers  # every actor did some of the work
@@ -66,7 +70,8 @@ def test_a_worker_killed_mid_shard_costs_one_retry_and_changes_nothing(cluster, 
     made_by = []
 
     def make_pool(job):
-        pool_box["pool"] = RayPool(digits, job, workers=2, threads=1)
+        pool_box["pool"] = RayPool(digits, BackendOptions(threads=1, max_batch=job.batch),
+                                   RayOptions(workers=2), job=job)
         return pool_box["pool"]
 
     def progress(item, done, total):
@@ -77,8 +82,9 @@ def test_a_worker_killed_mid_shard_costs_one_retry_and_changes_nothing(cluster, 
             ray.kill(victim, no_restart=False)
 
     slow = {**JOB, "solver": "heun", "steps": 40}  # shards long enough to be killed inside
-    run(digits, tmp_path / "g", **slow, pool_factory=make_pool, progress=progress)
-    generate_artifact(digits, tmp_path / "local", **slow)
+    run(digits, tmp_path / "g", GenerateOptions(**slow), pool_factory=make_pool,
+        progress=progress)
+    generate_artifact(digits, tmp_path / "local", GenerateOptions(**slow))
     assert files(tmp_path / "g") == files(tmp_path / "local")
     assert len(made_by) == 96 // 16  # every shard written once
     restarted = set(made_by) - set(pool_box["pool"].names)
@@ -121,3 +127,17 @@ def test_without_ray_the_flag_prints_the_install_line(tmp_path):
                          timeout=120, cwd=tmp_path)
     assert res.returncode == 1
     assert 'pip install "edgediff[ray]"' in res.stderr and "Traceback" not in res.stderr
+
+
+def test_the_workers_open_the_artifact_with_the_callers_backend_options(cluster, digits):
+    """--cuda-graph (and every other backend option) reaches the actors on Ray: each
+    opens the artifact with the caller's BackendOptions, one thread unless asked."""
+    from edgediff.lab.cluster import RayPool
+
+    asked = BackendOptions(cuda_graph=True, max_batch=8)
+    pool = RayPool(digits, asked, RayOptions(workers=1))
+    try:
+        got = ray.get(pool.actors[0].options_of.remote())
+    finally:
+        pool.close()
+    assert got.cuda_graph is True and got.max_batch == 8 and got.threads == 1

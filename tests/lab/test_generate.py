@@ -19,14 +19,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgediff.errors import EdgediffError
-from edgediff.lab.generate import (
-    MANIFEST,
-    generate_artifact,
-    mean_cov,
-    moments,
-    plan_shards,
-    reference_moments,
-)
+from edgediff.lab.cluster import RayOptions
+from edgediff.lab.generate import GenerateOptions, generate_artifact
+from edgediff.lab.manifest import MANIFEST
+from edgediff.lab.moments import mean_cov, moments, reference_moments
+from edgediff.lab.shards import plan_shards
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
@@ -39,14 +36,14 @@ def files(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
     pytest.importorskip("torch", reason="exporting needs torch")
-    from edgediff.export.onnx import export_source
+    from edgediff.export.onnx import ExportOptions, export_source
 
     folder = tmp_path_factory.mktemp("gen-artifacts")
     out = {}
     for name, source in (("mixture", "mixture2d"), ("digits", "bundled"),
                          ("mixture-cond", "mixture2d-cond")):
         out[name] = folder / f"{name}.onnx"
-        export_source(source, out[name], validate=False)
+        export_source(source, out[name], ExportOptions(validate=False))
     return out
 
 
@@ -93,12 +90,12 @@ def test_the_mixture_moments_are_its_closed_form(artifacts):
 def test_the_shards_are_the_samples_runtime_sample_draws(artifacts, tmp_path):
     from edgediff import runtime
 
-    m = generate_artifact(artifacts["mixture"], tmp_path / "g", num=300, shard_size=64,
-                          batch=32, seed=5, solver="heun", steps=6)
+    m = generate_artifact(artifacts["mixture"], tmp_path / "g", GenerateOptions(
+        num=300, shard_size=64, batch=32, seed=5, solver="heun", steps=6))
     got = np.concatenate([np.load(tmp_path / "g" / f"samples-{r['start']:08d}-{r['stop']:08d}.npy")
                           for r in m.shards.values()])
-    want = runtime.sample(runtime.load(artifacts["mixture"]), 300, seed=5, batch=32,
-                          solver="heun", steps=6)
+    want = runtime.sample(runtime.load(artifacts["mixture"]), 300, seed=5,
+                          solver="heun", steps=6, run=runtime.RunOptions(batch=32))
     assert np.array_equal(got, want)  # shard size a multiple of the batch: same batches
     assert m.complete and [r["start"] for r in m.shards.values()] == [0, 64, 128, 192, 256]
     # the moments streamed from the shards are the moments of all the samples
@@ -111,8 +108,8 @@ def test_the_shards_are_the_samples_runtime_sample_draws(artifacts, tmp_path):
 
 
 def test_digits_shards_with_images_and_fd(artifacts, tmp_path):
-    m = generate_artifact(artifacts["digits"], tmp_path / "d", num=40, shard_size=16, batch=8,
-                          solver="euler", steps=4, images=True)
+    m = generate_artifact(artifacts["digits"], tmp_path / "d", GenerateOptions(
+        num=40, shard_size=16, batch=8, solver="euler", steps=4, images=True))
     names = set(files(tmp_path / "d"))
     assert {"samples-00000000-00000016.png", "samples-00000032-00000040.png",
             "features-00000016-00000032.npy", "features.npy", MANIFEST} <= names
@@ -124,8 +121,8 @@ def test_digits_shards_with_images_and_fd(artifacts, tmp_path):
 
 
 def test_class_conditional_shards_record_their_labels(artifacts, tmp_path):
-    m = generate_artifact(artifacts["mixture-cond"], tmp_path / "c", num=20, shard_size=16,
-                          batch=8, classes="all", guidance=2.0, solver="euler", steps=4)
+    m = generate_artifact(artifacts["mixture-cond"], tmp_path / "c", GenerateOptions(
+        num=20, shard_size=16, batch=8, classes="all", guidance=2.0, solver="euler", steps=4))
     labels = np.concatenate([np.load(tmp_path / "c" / n) for n in
                              ("labels-00000000-00000016.npy", "labels-00000016-00000032.npy",
                               "labels-00000032-00000048.npy", "labels-00000048-00000060.npy")])
@@ -135,25 +132,26 @@ def test_class_conditional_shards_record_their_labels(artifacts, tmp_path):
 
 def test_resume_redoes_a_damaged_shard_and_refuses_other_settings(artifacts, tmp_path):
     kw = dict(num=100, shard_size=32, batch=16, solver="euler", steps=5)
-    generate_artifact(artifacts["mixture"], tmp_path / "g", **kw)
+    generate_artifact(artifacts["mixture"], tmp_path / "g", GenerateOptions(**kw))
     before = files(tmp_path / "g")
     shard = tmp_path / "g" / "samples-00000032-00000064.npy"
     shard.write_bytes(shard.read_bytes()[:-4] + b"\0\0\0\0")   # bit rot in one shard
     (tmp_path / "g" / "features-00000064-00000096.npy").unlink()  # and a lost file
     with pytest.raises(EdgediffError, match="pass --resume"):
-        generate_artifact(artifacts["mixture"], tmp_path / "g", **kw)
+        generate_artifact(artifacts["mixture"], tmp_path / "g", GenerateOptions(**kw))
     redone = []
-    generate_artifact(artifacts["mixture"], tmp_path / "g", resume=True, **kw,
+    generate_artifact(artifacts["mixture"], tmp_path / "g", GenerateOptions(resume=True, **kw),
                       progress=lambda item, done, total: redone.append(
                           getattr(item, "shard", None)))
     assert [s.start for s in redone if s is not None] == [32, 64]  # only those two
     assert files(tmp_path / "g") == before
     with pytest.raises(EdgediffError, match="seed differ"):
-        generate_artifact(artifacts["mixture"], tmp_path / "g", resume=True, seed=1, **kw)
+        generate_artifact(artifacts["mixture"], tmp_path / "g",
+                          GenerateOptions(resume=True, seed=1, **kw))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(EdgediffError, match="not a generate folder"):
-        generate_artifact(artifacts["mixture"], tmp_path / "other", **kw)
+        generate_artifact(artifacts["mixture"], tmp_path / "other", GenerateOptions(**kw))
 
 
 def test_a_run_killed_mid_way_and_resumed_gives_the_same_files(artifacts, tmp_path):
@@ -211,5 +209,17 @@ def test_joining_a_cluster_that_is_not_there_says_how_and_writes_nothing(artifac
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with pytest.raises(EdgediffError, match=r"cannot join the Ray cluster at 'auto'.*ray start "
                                             r"--head"):
-        generate_artifact(artifacts["mixture"], tmp_path / "g", num=4, ray_address="auto")
+        generate_artifact(artifacts["mixture"], tmp_path / "g",
+                          GenerateOptions(num=4, ray=RayOptions("auto")))
     assert not (tmp_path / "g").exists()
+
+
+def test_options_are_checked_when_made():
+    """A bad value stops at the options, before any artifact is opened."""
+    with pytest.raises(EdgediffError, match="shard_size must be an integer ≥ 1"):
+        GenerateOptions(num=4, shard_size=0)
+    with pytest.raises(EdgediffError, match="needs a guidance scale"):
+        GenerateOptions(num=4, guide=Path("weak.onnx"))
+    with pytest.raises(EdgediffError, match="--workers must be ≥ 1"):
+        RayOptions(workers=0)
+    assert GenerateOptions(num=4, shard_size=16, batch=64).job_batch == 16

@@ -5,12 +5,8 @@ import torch
 
 from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
-from edgediff.models.checkpoint import (
-    build_denoiser,
-    load_checkpoint,
-    make_config,
-    save_checkpoint,
-)
+from edgediff.models.checkpoint import build_denoiser, make_config, save_checkpoint
+from edgediff.models.readers.native import load_checkpoint
 from edgediff.schedules import EDMSchedule, VPSchedule
 
 UNET_ARGS = {"img_resolution": 8, "in_channels": 1, "out_channels": 1, "model_channels": 16,

@@ -108,6 +108,6 @@ def test_a_class_conditional_checkpoint_trains_exports_and_samples_by_class(tmp_
     assert r.exit_code == 0, r.output
     D = runtime.load(tmp_path / "c.onnx")
     assert D.info.conditioning == {"num_classes": 3, "null_label": 3, "guidance_input": False}
-    a = runtime.sample(D, 4, labels=0, solver="euler", steps=4)
-    b = runtime.sample(D, 4, labels=2, solver="euler", steps=4)
+    a = runtime.sample(D, 4, condition=runtime.Condition(0), solver="euler", steps=4)
+    b = runtime.sample(D, 4, condition=runtime.Condition(2), solver="euler", steps=4)
     assert np.abs(a - b).max() > 0  # the label reaches the network

@@ -29,7 +29,7 @@ import diffusers.schedulers.scheduling_ddpm as ddpm_module
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from edgediff.errors import EdgediffError
-from edgediff.models.diffusers_import import load_diffusers
+from edgediff.models.readers.diffusers_unet import load_diffusers
 from edgediff.samplers import at_precision, ddim, ddpm
 from edgediff.sigmas import ddpm_timesteps
 from edgediff.tolerance import drift_bound

@@ -1,4 +1,5 @@
-"""Preconditioning wrappers against the closed forms of docs/design.md ("Maths"), written here in NumPy."""
+"""Preconditioning wrappers against the closed forms of docs/design.md ("Maths"),
+written here in NumPy."""
 
 import numpy as np
 import pytest

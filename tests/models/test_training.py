@@ -6,7 +6,8 @@ from click.testing import CliRunner
 from edgediff.cli import main
 from edgediff.datasets import load_dataset
 from edgediff.errors import EdgediffError
-from edgediff.models.checkpoint import load_checkpoint, make_config
+from edgediff.models.checkpoint import make_config
+from edgediff.models.readers.native import load_checkpoint
 from edgediff.models.training import TrainSettings, loss_weight, sample_sigma, train
 from edgediff.schedules import EDMSchedule, VESchedule, VPSchedule
 

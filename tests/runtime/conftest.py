@@ -8,7 +8,7 @@ pytest.importorskip("onnx", reason="exporting needs onnx")
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """The analytic mixture and the bundled digits model, each as (torch model, ONNX path)."""
-    from edgediff.export.onnx import export_onnx
+    from edgediff.export.onnx import ExportOptions, export_onnx
     from edgediff.models.analytic import mixture_model
     from edgediff.models.bundled import load_bundled
 
@@ -16,6 +16,6 @@ def exported(tmp_path_factory):
     models = {}
     for name, model in (("mixture", mixture_model()), ("digits", load_bundled())):
         path = folder / f"{name}.onnx"
-        export_onnx(model, path, source_sha256="0" * 64, validate=False)
+        export_onnx(model, path, ExportOptions(validate=False), source_sha256="0" * 64)
         models[name] = (model, path)
     return models

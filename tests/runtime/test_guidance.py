@@ -12,6 +12,7 @@ from edgediff.artifact import ArtifactInfo
 from edgediff.conditioning import check_guidance
 from edgediff.errors import EdgediffError
 from edgediff.mixture import GaussianMixture, default_mixture_2d
+from edgediff.runtime import RunOptions
 from edgediff.runtime.guidance import Guided
 from edgediff.schedules import EDMSchedule
 
@@ -99,7 +100,7 @@ def test_guidance_1_samples_the_requested_component(k, solver):
     test). Every sample is at its own component: none strays to another mode."""
     G = Guided(Labelled(k), Labelled(MIXTURE.null_label), 1.0)
     steps, options = STOCHASTIC[solver]
-    x = runtime.sample(G, N, batch=N, solver=solver, steps=steps, options=options)
+    x = runtime.sample(G, N, solver=solver, steps=steps, options=options, run=RunOptions(batch=N))
     mu, tau2 = MIXTURE.means[k], MIXTURE.stds[k] ** 2
     assert np.all(MIXTURE.responsibilities(x).argmax(1) == k)
     assert np.abs(x.mean(0) - mu).max() <= Z * math.sqrt(tau2 / N)
@@ -110,7 +111,7 @@ def test_the_component_check_fails_on_the_unconditional_model():
     """The check above has teeth: w = 0 (null label) samples the whole mixture, whose
     weights it reproduces, and so fails "every sample at component 0"."""
     G = Guided(Labelled(0), Labelled(MIXTURE.null_label), 0.0)
-    x = runtime.sample(G, N, batch=N, solver="edm", steps=64,
+    x = runtime.sample(G, N, solver="edm", steps=64, run=RunOptions(batch=N),
                        options={"S_churn": 40.0, "S_tmin": 0.05, "S_tmax": 50.0})
     share = np.bincount(MIXTURE.responsibilities(x).argmax(1), minlength=3) / N
     assert not np.all(MIXTURE.responsibilities(x).argmax(1) == 0)
@@ -139,9 +140,9 @@ def guidance_direction_holds(x, k) -> bool:
 @pytest.mark.parametrize("k", [0, 1, 2])
 def test_guidance_above_1_sharpens_and_pushes_away_from_the_other_classes(k):
     x = runtime.sample(Guided(Labelled(k), Labelled(MIXTURE.null_label), 3.0), 4000,
-                       batch=4000, solver="heun", steps=32)
+                       run=RunOptions(batch=4000), solver="heun", steps=32)
     assert guidance_direction_holds(x, k)
     # the sign flipped (guiding toward the unconditional model) must fail the check
     flipped = runtime.sample(Guided(Labelled(MIXTURE.null_label), Labelled(k), 3.0), 4000,
-                             batch=4000, solver="heun", steps=32)
+                             run=RunOptions(batch=4000), solver="heun", steps=32)
     assert not guidance_direction_holds(flipped, k)

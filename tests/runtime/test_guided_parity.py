@@ -16,6 +16,7 @@ from edgediff.catalogue import CATALOGUE, SOLVER_NAMES
 from edgediff.conditioning import guidance_gain
 from edgediff.errors import EdgediffError
 from edgediff.mixture import GaussianMixture, default_mixture_2d
+from edgediff.runtime import Condition, RunOptions
 from edgediff.runtime.guidance import guided_denoiser
 from edgediff.samplers.reference import reference_run
 from edgediff.settings import SolverSettings
@@ -49,7 +50,7 @@ def conditional_unet(seed: int):
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
     """name -> (torch model, plain ONNX, --guidance ONNX, guide model, guide ONNX)."""
-    from edgediff.export.onnx import export_onnx
+    from edgediff.export.onnx import ExportOptions, export_onnx
     from edgediff.models.analytic import mixture_model
 
     folder = tmp_path_factory.mktemp("conditional")
@@ -63,7 +64,7 @@ def artifacts(tmp_path_factory):
         for tag, m_, g in (("plain", model, False), ("cfg", model, True),
                            ("guide", guide, False)):
             path = folder / f"{name}-{tag}.onnx"
-            export_onnx(m_, path, source_sha256="0" * 64, validate=False, guidance=g)
+            export_onnx(m_, path, ExportOptions(validate=False, guidance=g), source_sha256="0" * 64)
             paths.append(path)
         out[name] = (model, paths[0], paths[1], guide, paths[2])
     return out
@@ -91,8 +92,8 @@ def test_guided_runtime_matches_the_torch_reference(artifacts, name, form, solve
     scale = TrajectoryScale.for_solver(CATALOGUE[solver], info.data_range)
     got = runtime.sample_batch(guided_denoiser(D, labels, W, guide), settings, sigmas,
                                NoiseStreams(3, range(6), info.sample_shape), callback=scale)
-    ref = reference_run(model.denoiser, info, settings, sigmas, 3, range(6), labels=labels,
-                        guidance=W, guide=guide_model.denoiser if guide else None,
+    ref = reference_run(model.denoiser, info, settings, sigmas, 3, range(6),
+                        condition=Condition(labels, W, guide_model.denoiser if guide else None),
                         guide_info=guide.info if guide else None)
     err, bound = np.abs(got - ref).max(), guidance_gain(W) * scale.bound()
     print(f"{name} form {form} {solver}: max abs diff {err:.2e}, bound {bound:.2e}")
@@ -109,9 +110,10 @@ def test_two_passes_and_one_doubled_launch_agree(artifacts, name):
     a, b = runtime.load(plain), runtime.load(cfg)
     labels = np.resize(labels_for(a.info), 10)
     scale = TrajectoryScale(2, a.info.data_range)
-    xa = runtime.sample(a, 10, batch=5, labels=labels, guidance=W, solver="heun", steps=8,
-                        callback=scale)
-    xb = runtime.sample(b, 10, batch=5, labels=labels, guidance=W, solver="heun", steps=8)
+    xa = runtime.sample(a, 10, condition=Condition(labels, W), solver="heun", steps=8,
+                        run=RunOptions(batch=5, callback=scale))
+    xb = runtime.sample(b, 10, condition=Condition(labels, W), solver="heun", steps=8,
+                        run=RunOptions(batch=5))
     assert np.abs(xa - xb).max() <= guidance_gain(W) * scale.bound()
 
 
@@ -122,33 +124,36 @@ def test_w_0_and_1_take_one_pass(artifacts, w):
     _, plain, _, _, _ = artifacts["mixture"]
     D = runtime.load(plain)
     labels = labels_for(D.info)
-    guided = runtime.sample(D, 6, labels=labels, guidance=w, solver="heun", steps=8)
-    direct = runtime.sample(D, 6, labels=labels if w == 1 else D.info.null_label,
+    guided = runtime.sample(D, 6, condition=Condition(labels, w), solver="heun", steps=8)
+    direct = runtime.sample(D, 6, condition=Condition(labels if w == 1 else D.info.null_label),
                             solver="heun", steps=8)
     assert np.array_equal(guided, direct)
 
 
 def test_bad_conditioning_is_refused_before_any_call(artifacts, tmp_path):
-    from edgediff.export.onnx import export_onnx
+    from edgediff.export.onnx import ExportOptions, export_onnx
     from edgediff.models.analytic import mixture_model
 
     _, plain, _, _, _ = artifacts["mixture"]
     D = runtime.load(plain)
     unconditional = tmp_path / "u.onnx"
-    export_onnx(mixture_model(), unconditional, source_sha256="0" * 64, validate=False)
+    export_onnx(mixture_model(), unconditional, ExportOptions(validate=False),
+                source_sha256="0" * 64)
     U = runtime.load(unconditional)
     digits = runtime.load(artifacts["unet"][1])
     for call, says in [
-        (lambda: runtime.sample(D, 2, labels=4), "class label 4 is out of range"),
-        (lambda: runtime.sample(D, 2, labels=[0, 1, 2]), "3 class labels for 2 samples"),
-        (lambda: runtime.sample(D, 2, labels=1.5), "whole numbers"),
-        (lambda: runtime.sample(U, 2, labels=0), "not class-conditional"),
-        (lambda: runtime.sample(U, 2, guidance=2.0), "needs a class-conditional model"),
-        (lambda: runtime.sample(D, 2, labels=0, guidance=-1.0), "finite number ≥ 0"),
-        (lambda: runtime.sample(D, 2, labels=0, guidance=float("nan")), "finite number ≥ 0"),
-        (lambda: runtime.sample(D, 2, labels=0, guidance=2.0, guide=digits),
+        (lambda: runtime.sample(D, 2, condition=Condition(4)), "class label 4 is out of range"),
+        (lambda: runtime.sample(D, 2, condition=Condition([0, 1, 2])),
+         "3 class labels for 2 samples"),
+        (lambda: runtime.sample(D, 2, condition=Condition(1.5)), "whole numbers"),
+        (lambda: runtime.sample(U, 2, condition=Condition(0)), "not class-conditional"),
+        (lambda: runtime.sample(U, 2, condition=Condition(guidance=2.0)),
+         "needs a class-conditional model"),
+        (lambda: runtime.sample(D, 2, condition=Condition(0, -1.0)), "finite number ≥ 0"),
+        (lambda: runtime.sample(D, 2, condition=Condition(0, float("nan"))), "finite number ≥ 0"),
+        (lambda: runtime.sample(D, 2, condition=Condition(0, 2.0, digits)),
          "sample shape (1, 8, 8) vs (2,)"),
-        (lambda: runtime.sample(D, 2, labels=0, guide=U), "needs a guidance scale"),
+        (lambda: runtime.sample(D, 2, condition=Condition(0, guide=U)), "needs a guidance scale"),
     ]:
         with pytest.raises(EdgediffError, match=re.escape(says)):
             call()

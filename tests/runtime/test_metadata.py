@@ -6,7 +6,7 @@ import pytest
 from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError
 from edgediff.metadata import PREFIX
-from edgediff.runtime.ort import read_onnx_metadata
+from edgediff.runtime.backends.ort import read_onnx_metadata
 
 
 def test_the_metadata_is_the_artifacts(exported):

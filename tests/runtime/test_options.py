@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from edgediff import runtime
 from edgediff.artifact import ArtifactInfo
-from edgediff.catalogue import CATALOGUE, SOLVER_NAMES
+from edgediff.catalogue import CATALOGUE, SOLVER_NAMES, Churn
 from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
 from edgediff.options import GRID_OPTIONS
@@ -81,7 +81,7 @@ def test_each_loop_checks_its_options_itself_too():
     with pytest.raises(EdgediffError, match=r"eta = 2\.0 is not allowed"):
         stochastic.ddim(D, x, [1.0, 0.0], noise=lambda i: x, eta=2.0)
     with pytest.raises(EdgediffError, match=r"S_noise = -1\.0 is not allowed"):
-        stochastic.edm(D, x, [1.0, 0.0], noise=lambda i: x, S_noise=-1.0)
+        stochastic.edm(D, x, [1.0, 0.0], noise=lambda i: x, churn=Churn(S_noise=-1.0))
     assert D.calls == 0
 
 

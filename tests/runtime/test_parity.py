@@ -136,9 +136,9 @@ def _three_ways(D, solver, monkeypatch=None, streams=None):
         monkeypatch.setattr("edgediff.runtime.sampling.NoiseStreams", streams)
     scale = TrajectoryScale.for_solver(CATALOGUE[solver], D.info.data_range)
     common = dict(seed=3, solver=solver, steps=12, options=OPTIONS.get(solver, {}))
-    whole = runtime.sample(D, 7, batch=7, callback=scale, **common)
-    split = runtime.sample(D, 7, batch=3, **common)
-    tail = runtime.sample(D, 2, first=5, batch=1, **common)
+    whole = runtime.sample(D, 7, run=runtime.RunOptions(batch=7, callback=scale), **common)
+    split = runtime.sample(D, 7, run=runtime.RunOptions(batch=3), **common)
+    tail = runtime.sample(D, 2, run=runtime.RunOptions(first=5, batch=1), **common)
     return whole, split, tail, scale.bound()
 
 
@@ -172,8 +172,8 @@ def test_sample_k_is_the_same_whatever_the_batch(exported, solver):
           f"{np.abs(whole[5:] - tail).max():.2e}, bound {bound:.2e}")
     assert np.abs(whole - split).max() <= bound
     assert np.abs(whole[5:] - tail).max() <= bound
-    other = runtime.sample(D, 7, seed=4, batch=7, solver=solver, steps=12,
-                           options=OPTIONS.get(solver, {}))
+    other = runtime.sample(D, 7, seed=4, solver=solver, steps=12,
+                           options=OPTIONS.get(solver, {}), run=runtime.RunOptions(batch=7))
     assert np.abs(whole - other).max() > 0.1
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from edgediff import runtime
 from edgediff.errors import EdgediffError
-from edgediff.runtime.noise import NoiseStreams, sample_generator
+from edgediff.streams import NoiseStreams, sample_generator
 
 HEAVY = ("torch", "onnx", "tensorrt")
 
@@ -117,15 +117,15 @@ def test_bad_sampling_requests_get_clear_messages(exported):
     with pytest.raises(EdgediffError, match="heun takes no option eta"):
         runtime.sample(D, 2, solver="heun", options={"eta": 1.0})
     with pytest.raises(EdgediffError, match=r"the model knows \[0.002, 80\]"):
-        runtime.sample(D, 2, sigmas=[160.0, 1.0, 0.0])
+        runtime.sample(D, 2, run=runtime.RunOptions(sigmas=[160.0, 1.0, 0.0]))
     with pytest.raises(EdgediffError, match=r"the model knows"):
-        runtime.sample(D, 2, sigmas=[10.0, 1e-4, 0.0])
+        runtime.sample(D, 2, run=runtime.RunOptions(sigmas=[10.0, 1e-4, 0.0]))
     with pytest.raises(EdgediffError, match="num must be"):
         runtime.sample(D, 0)
     with pytest.raises(EdgediffError, match="spacing applies to discrete"):
         runtime.sample(D, 2, options={"spacing": "trailing"})
     # σ grids at the very ends of the range (float32 round-off included) are fine
-    x = runtime.sample(D, 2, sigmas=[80.0 * (1 + 1e-7), 1.0, 0.002, 0.0])
+    x = runtime.sample(D, 2, run=runtime.RunOptions(sigmas=[80.0 * (1 + 1e-7), 1.0, 0.002, 0.0]))
     assert np.all(np.isfinite(x))
 
 
@@ -186,20 +186,25 @@ def test_a_provider_onnxruntime_lists_but_cannot_start_is_an_error(exported, mon
 
 
 def test_tensorrt_ep_options_name_one_profile_over_the_batch_and_a_cache(tmp_path):
-    from edgediff.runtime.ort import tensorrt_ep_options
+    from edgediff.graph import GraphInput
+    from edgediff.runtime.backends.ort import tensorrt_ep_options
 
-    opts = tensorrt_ep_options((1, 8, 8), 16, 1, tmp_path)
+    def inputs(*shape):
+        return GraphInput("x", "float32", shape), GraphInput("sigma", "float32")
+
+    opts = tensorrt_ep_options(inputs(1, 8, 8), 16, 1, tmp_path)
     assert opts == {"device_id": 1,
                     "trt_profile_min_shapes": "x:1x1x8x8,sigma:1",
                     "trt_profile_opt_shapes": "x:16x1x8x8,sigma:16",
                     "trt_profile_max_shapes": "x:16x1x8x8,sigma:16",
                     "trt_engine_cache_enable": True,
                     "trt_engine_cache_path": str(tmp_path)}
-    assert tensorrt_ep_options((2,), 4, 0, tmp_path)["trt_profile_max_shapes"] == "x:4x2,sigma:4"
+    assert tensorrt_ep_options(inputs(2), 4, 0, tmp_path)["trt_profile_max_shapes"] == \
+        "x:4x2,sigma:4"
 
 
 def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
-    from edgediff.runtime.ort import default_cache_dir
+    from edgediff.runtime.backends.ort import default_cache_dir
 
     monkeypatch.delenv("EDGEDIFF_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -288,11 +293,12 @@ def test_the_device_binding_path_computes_the_same_on_cpu_ortvalues(exported):
     output) run with device 'cpu', so its logic is exercised without a GPU."""
     import onnxruntime as ort
 
-    from edgediff.runtime.ort import _Binding
+    from edgediff.graph import graph_inputs
+    from edgediff.runtime.backends.ort import _Binding
 
     _, path = exported["digits"]
     D = runtime.load(path)
-    binding = _Binding(ort, D.session, 3, D.info.sample_shape, "cpu", 0, host_arrays=False)
+    binding = _Binding(ort, D.session, 3, graph_inputs(D.info), "cpu", 0, host_arrays=False)
     assert not binding.on_host
     rng = np.random.default_rng(0)
     for _ in range(2):  # buffers are reused across calls
@@ -303,6 +309,7 @@ def test_the_device_binding_path_computes_the_same_on_cpu_ortvalues(exported):
         (ref,) = D.session.run(None, {"x": x, "sigma": s})
         assert np.array_equal(got, ref)
     # a whole run through it: the step loops write its host staging buffers
-    host = runtime.sample(D, 3, batch=3, solver="heun", steps=6)
+    host = runtime.sample(D, 3, solver="heun", steps=6, run=runtime.RunOptions(batch=3))
     D._bindings[3] = binding
-    assert np.array_equal(runtime.sample(D, 3, batch=3, solver="heun", steps=6), host)
+    again = runtime.sample(D, 3, solver="heun", steps=6, run=runtime.RunOptions(batch=3))
+    assert np.array_equal(again, host)

@@ -33,7 +33,7 @@ def fake_trt(monkeypatch):
     module = types.SimpleNamespace(__version__="10.3.0", Runtime=never,
                                    Logger=types.SimpleNamespace(WARNING=0))
     monkeypatch.setitem(sys.modules, "tensorrt", module)
-    import edgediff.runtime.tensorrt as backend
+    import edgediff.runtime.backends.tensorrt as backend
 
     monkeypatch.setattr(backend, "gpu_identity", lambda: ("NVIDIA H100", "9.0"))
     return module, backend
@@ -68,14 +68,14 @@ def test_a_plan_without_sidecar_is_refused(plan, fake_trt):
 
 
 def test_plan_info_reads_the_metadata_without_a_gpu(plan):
-    from edgediff.runtime.tensorrt import plan_info
+    from edgediff.runtime.backends.tensorrt import plan_info
 
     info, side = plan_info(plan)
     assert info.sample_shape == (2,) and side["profiles"][0]["x"][2] == [8, 2]
 
 
 def test_launch_plan_runs_eagerly_after_binding_then_captures_then_replays():
-    from edgediff.runtime.tensorrt import LaunchPlan
+    from edgediff.runtime.backends.tensorrt import LaunchPlan
 
     plan = LaunchPlan(cuda_graph=True)
     got = [plan.next(b) for b in (16, 16, 16, 16, 4, 4, 4, 16)]
@@ -243,18 +243,18 @@ def test_a_guidance_plan_takes_labels_and_scales_on_every_call(tmp_path, fake_tr
                                                                monkeypatch, cuda_graph):
     """A --guidance plan's class labels and scales are copied in before every launch,
     graph replays included; unset, they are the null label and 1."""
-    from edgediff.export.onnx import export_onnx
-    from edgediff.export.tensorrt import plan_profile
+    from edgediff.export.onnx import ExportOptions, export_onnx
     from edgediff.models.analytic import mixture_model
 
     onnx_path = tmp_path / "cfg.onnx"
     export_onnx(mixture_model(conditional=True), onnx_path, source_sha256="0" * 64,
-                validate=False, guidance=True)
+                options=ExportOptions(validate=False, guidance=True))
     meta = ort.InferenceSession(str(onnx_path)).get_modelmeta().custom_metadata_map
     side = make_sidecar(onnx_path, meta, BuildSettings(max_batch=8), "10.3.0", "NVIDIA H100",
                         "9.0")
-    assert side["profiles"][0] == {k: [list(s) for s in v] for k, v in plan_profile(
-        (2,), BuildSettings(max_batch=8), ("sigma", "class_labels", "guidance")).items()}
+    per_sample = [[1], [1], [8]]  # batch min, opt, max
+    assert side["profiles"][0] == {"x": [[1, 2], [1, 2], [8, 2]], "sigma": per_sample,
+                                   "class_labels": per_sample, "guidance": per_sample}
     path = tmp_path / "cfg.plan"
     write_plan(path, b"serialized engine", side)
     backend, cuda = fake_engine(fake_trt, monkeypatch)

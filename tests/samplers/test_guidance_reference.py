@@ -84,7 +84,7 @@ def test_runtime_guidance_matches_the_torch_reference(solver, steps, options, w)
 
 def _info(model):
     from edgediff.artifact import ArtifactInfo
-    from edgediff.export.onnx import artifact_info
+    from edgediff.export.describe import artifact_info
 
     info = artifact_info(model, "0" * 64)
     assert isinstance(info, ArtifactInfo)

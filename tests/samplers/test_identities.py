@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgediff.catalogue import SOLVER_NAMES, nfe
+from edgediff.catalogue import SOLVER_NAMES, Churn, nfe
 from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
 from edgediff.models.analytic import GaussianMixtureDenoiser
@@ -54,11 +54,12 @@ def test_edm_without_churn_is_heun(mixture_2d, grid):
     D, sigmas = GaussianMixtureDenoiser(mixture_2d), GRIDS[grid]
     x, z = start(mixture_2d, sigmas)
     expect = heun(D, x, sigmas)
-    torch.testing.assert_close(edm(D, x, sigmas, S_churn=0.0, noise=z), expect, rtol=0, atol=1e-12)
+    torch.testing.assert_close(edm(D, x, sigmas, churn=Churn(S_churn=0.0), noise=z), expect,
+                               rtol=0, atol=1e-12)
     # churn confined to a σ window the grid never enters is no churn either
-    outside = edm(D, x, sigmas, S_churn=40.0, S_tmin=500.0, S_tmax=1000.0, noise=z)
+    outside = edm(D, x, sigmas, churn=Churn(S_churn=40.0, S_tmin=500.0, S_tmax=1000.0), noise=z)
     torch.testing.assert_close(outside, expect, rtol=0, atol=1e-12)
-    assert (edm(D, x, sigmas, S_churn=40.0, noise=z) - expect).abs().max() > 1e-2
+    assert (edm(D, x, sigmas, churn=Churn(S_churn=40.0), noise=z) - expect).abs().max() > 1e-2
 
 
 @pytest.mark.parametrize("variance", ["small", "large"])
@@ -99,7 +100,7 @@ def test_noise_is_drawn_only_where_used(mixture_2d):
     def never(i):
         raise AssertionError(f"noise drawn at step {i}")
 
-    edm(D, x, sigmas, S_churn=0.0, noise=never)
+    edm(D, x, sigmas, churn=Churn(S_churn=0.0), noise=never)
     ddim(D, x, sigmas, eta=0.0, noise=never)
     drawn = []
     ddpm(D, x, sigmas, noise=lambda i: drawn.append(i) or torch.zeros_like(x))
@@ -147,7 +148,7 @@ def test_bad_options_are_refused(mixture_2d):
     with pytest.raises(EdgediffError, match="eta"):
         ddim(D, x, sigmas, eta=-1.0)
     with pytest.raises(EdgediffError, match="S_churn"):
-        edm(D, x, sigmas, S_churn=-1.0)
+        edm(D, x, sigmas, churn=Churn(S_churn=-1.0))
     with pytest.raises(EdgediffError, match="shape"):
         ddpm(D, x, sigmas, noise=torch.zeros(3, 5, 2))
     with pytest.raises(TypeError):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from edgediff.catalogue import Churn
 from edgediff.discrete import DiscreteSchedule
 from edgediff.lab.metrics import mode_statistics
 from edgediff.models.analytic import GaussianMixtureDenoiser
@@ -33,7 +34,7 @@ RUNS = {  # name -> (sampler, schedule for the prior, σ grid, options)
     "euler_maruyama-ve-1000": (euler_maruyama, VE, VE.sigmas(1000), {"schedule": VE}),
     "euler_maruyama-edm-1000": (euler_maruyama, EDM, EDM.sigmas(1000), {"schedule": EDM}),
     "edm-churn40-128": (edm, EDM, EDM.sigmas(128),
-                        {"S_churn": 40.0, "S_tmin": 0.05, "S_tmax": 50.0, "S_noise": 1.0}),
+                        {"churn": Churn(S_churn=40.0, S_tmin=0.05, S_tmax=50.0, S_noise=1.0)}),
 }
 
 

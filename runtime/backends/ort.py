@@ -5,32 +5,31 @@ Providers are explicit (ONNX Runtime docs: never rely on the default order):
 and CPU behind it). Every call goes through IOBinding onto buffers allocated
 once per batch size: on the CPU they are NumPy arrays ONNX Runtime reads and
 writes in place; on a GPU, device OrtValues updated in place
-(``OrtValue.update_inplace``), so each step costs one host→device copy of x and
-σ and one device→host copy of the result. The TensorRT execution provider gets
-one optimization profile over batch 1…``max_batch`` and an engine cache
-(``tensorrt_ep_options``), so only the first session builds an engine.
+(``OrtValue.update_inplace``), so each step costs one host→device copy of the
+inputs and one device→host copy of the result. The TensorRT execution provider
+gets one optimization profile over batch 1…``max_batch`` for every graph input
+(``tensorrt_ep_options``) and an engine cache, so only the first session builds
+an engine.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError, missing_extra
+from edgediff.graph import OUTPUT, GraphInput, graph_inputs, profile_shapes
 from edgediff.metadata import props_with_overrides
 from edgediff.runtime._call import check_inputs, fill_conditioning
+from edgediff.runtime.backends.options import PROVIDERS, BackendOptions
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
-}
 _MAX_BINDINGS = 4  # batch sizes kept bound at once
 
 
@@ -52,22 +51,23 @@ def _make_cache(cache_dir: Path | None) -> Path:
     return cache_dir
 
 
-def tensorrt_ep_options(sample_shape: tuple[int, ...], max_batch: int, device_id: int,
+def tensorrt_ep_options(inputs: Sequence[GraphInput], max_batch: int, device_id: int,
                         cache_dir: Path) -> dict:
     """The TensorRT execution provider's options: an explicit profile over batch
     1…max_batch (optimized for max_batch, the batch a sampling run uses most) for
-    both inputs, and an engine cache. ONNX Runtime keys cached engines on the model
-    and rebuilds when the profile changes; the cache holds engines, which are code,
-    so it lives in the user's own cache folder."""
-    dims = "x".join(str(d) for d in sample_shape)
+    every graph input (``edgediff.graph``), and an engine cache. ONNX Runtime keys
+    cached engines on the model and rebuilds when the profile changes; the cache
+    holds engines, which are code, so it lives in the user's own cache folder."""
+    profile = profile_shapes(inputs, (1, max_batch, max_batch))
 
-    def shapes(n: int) -> str:  # ONNX Runtime's "input:d0xd1…,input2:…" form
-        return f"x:{n}x{dims},sigma:{n}"
+    def shapes(k: int) -> str:  # ONNX Runtime's "input:d0xd1…,input2:…" form
+        return ",".join(f"{name}:{'x'.join(map(str, dims[k]))}"
+                        for name, dims in profile.items())
 
     return {"device_id": device_id,
-            "trt_profile_min_shapes": shapes(1),
-            "trt_profile_opt_shapes": shapes(max_batch),
-            "trt_profile_max_shapes": shapes(max_batch),
+            "trt_profile_min_shapes": shapes(0),
+            "trt_profile_opt_shapes": shapes(1),
+            "trt_profile_max_shapes": shapes(2),
             "trt_engine_cache_enable": True,
             "trt_engine_cache_path": str(cache_dir)}
 
@@ -83,38 +83,32 @@ def _import_ort():
 class _Binding:
     """Inputs and output of one batch size, allocated once: the ``Bound`` of
     ``edgediff.runtime._call`` — a step loop writes ``x`` and ``sigma`` and calls
-    ``run``."""
+    ``run``. A conditional graph's ``class_labels`` start at the null label and a
+    --guidance graph's ``guidance`` at 1 (their ``GraphInput.fill``)."""
 
-    def __init__(self, ort, session, batch: int, sample_shape: tuple[int, ...], device: str,
-                 device_id: int, host_arrays: bool | None = None,
-                 conditioning: tuple[int | None, bool] = (None, False)):
-        shape = (batch, *sample_shape)
+    def __init__(self, ort, session, batch: int, inputs: Sequence[GraphInput], device: str,
+                 device_id: int, host_arrays: bool | None = None):
         self.session, self.io = session, session.io_binding()
-        self.x = np.empty(shape, np.float32)
-        self.sigma = np.empty((batch,), np.float32)
-        inputs = {"x": self.x, "sigma": self.sigma}
-        # a conditional graph's labels (null by default) and a --guidance graph's scale (1)
-        null, guided = conditioning
-        self.class_labels = self.guidance = None
-        if null is not None:
-            self.class_labels = inputs["class_labels"] = np.full((batch,), null, np.int64)
-        if guided:
-            self.guidance = inputs["guidance"] = np.ones((batch,), np.float32)
+        arrays = {i.name: i.buffer(batch) for i in inputs}
+        self.x, self.sigma = arrays["x"], arrays["sigma"]
+        self.class_labels = arrays.get("class_labels")
+        self.guidance = arrays.get("guidance")
+        shape = self.x.shape
         # ONNX Runtime reads and writes NumPy arrays in place (CPU), or device OrtValues
         self.on_host = device == "cpu" if host_arrays is None else host_arrays
         if self.on_host:
             self.out = np.empty(shape, np.float32)
-            for name, array in inputs.items():
+            for name, array in arrays.items():
                 self.io.bind_cpu_input(name, array)
-            self.io.bind_output("denoised", "cpu", 0, np.float32, shape, self.out.ctypes.data)
+            self.io.bind_output(OUTPUT, "cpu", 0, np.float32, shape, self.out.ctypes.data)
         else:
             new = ort.OrtValue.ortvalue_from_shape_and_type
             self._device_inputs = [(array, new(array.shape, array.dtype, device, device_id))
-                                   for array in inputs.values()]
+                                   for array in arrays.values()]
             self.out_dev = new(shape, np.float32, device, device_id)
-            for name, (_, value) in zip(inputs, self._device_inputs, strict=True):
+            for name, (_, value) in zip(arrays, self._device_inputs, strict=True):
                 self.io.bind_ortvalue_input(name, value)
-            self.io.bind_ortvalue_output("denoised", self.out_dev)
+            self.io.bind_ortvalue_output(OUTPUT, self.out_dev)
 
     def run(self) -> np.ndarray:
         if self.on_host:
@@ -129,41 +123,35 @@ class _Binding:
 class OrtDenoiser:
     """D(x, σ) from an exported ONNX file, run by ONNX Runtime."""
 
-    def __init__(self, path: str | Path, *, provider: str = "cpu", threads: int | None = None,
-                 device_id: int = 0, max_batch: int = 16, metadata: dict | None = None,
-                 cache_dir: Path | None = None):
+    def __init__(self, path: str | Path, options: BackendOptions | None = None):
         ort = _import_ort()
+        options = BackendOptions() if options is None else options
         self.path = Path(path)
-        if provider not in PROVIDERS:
-            raise EdgediffError(f"unknown provider {provider!r}; choose one of "
-                                f"{', '.join(PROVIDERS)}")
+        provider = options.provider
         available = ort.get_available_providers()
         if PROVIDERS[provider][0] not in available:
             hint = ('pip install "edgediff[gpu]" (onnxruntime-gpu, which replaces onnxruntime)'
                     if provider != "cpu" else 'pip install "edgediff[cpu]"')
             raise EdgediffError(f"ONNX Runtime here has no {PROVIDERS[provider][0]} (it has "
                                 f"{', '.join(available)}); {hint}")
-        if threads is not None and threads < 1:
-            raise EdgediffError(f"threads must be ≥ 1, got {threads}")
-        if max_batch < 1:
-            raise EdgediffError(f"max_batch must be ≥ 1, got {max_batch}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        providers = [(p, {"device_id": device_id}) if p != "CPUExecutionProvider" else p
-                     for p in PROVIDERS[provider]]
-        self.max_batch = max_batch
+        session_options = ort.SessionOptions()
+        session_options.intra_op_num_threads = options.threads or 0  # 0: ONNX Runtime's own
+        session_options.inter_op_num_threads = 1
+        session_options.log_severity_level = 3
+        providers = [(p, {"device_id": options.device_id}) if p != "CPUExecutionProvider"
+                     else p for p in PROVIDERS[provider]]
+        self.max_batch = options.max_batch
         info = None
-        if provider == "tensorrt":  # its profile needs the sample shape: read it first
+        if provider == "tensorrt":  # its profile needs the graph's inputs: read them first
             peek = ort.SessionOptions()
             peek.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             peek.log_severity_level = 3
             info = self._read_info(self._open(ort, peek, ["CPUExecutionProvider"]),
-                                   metadata)
+                                   options.metadata)
             providers[0] = ("TensorrtExecutionProvider", tensorrt_ep_options(
-                info.sample_shape, max_batch, device_id, _make_cache(cache_dir)))
-        self.session = self._open(ort, options, providers)
+                graph_inputs(info), options.max_batch, options.device_id,
+                _make_cache(options.cache_dir)))
+        self.session = self._open(ort, session_options, providers)
         active = self.session.get_providers()
         if active[0] != PROVIDERS[provider][0]:  # ONNX Runtime falls back with only a log line
             raise EdgediffError(
@@ -171,9 +159,10 @@ class OrtDenoiser:
                 f"{self.path} (running on {', '.join(active)}); check that the CUDA"
                 f"{', cuDNN and TensorRT' if provider == 'tensorrt' else ' and cuDNN'} "
                 f"libraries onnxruntime-gpu was built for are installed, or use --provider cpu")
-        self.info = info or self._read_info(self.session, metadata)
+        self.info = info or self._read_info(self.session, options.metadata)
+        self.inputs = graph_inputs(self.info)
         self._check_signature()
-        self._ort, self._device_id = ort, device_id
+        self._ort, self._device_id = ort, options.device_id
         self._device = "cpu" if provider == "cpu" else "cuda"
         self.provider = provider
         self._bindings: dict[int, _Binding] = {}
@@ -199,15 +188,11 @@ class OrtDenoiser:
     def _check_signature(self) -> None:
         inputs = {i.name: i for i in self.session.get_inputs()}
         outputs = [o.name for o in self.session.get_outputs()]
-        want = {"x": "tensor(float)", "sigma": "tensor(float)"}
-        if self.info.num_classes:
-            want["class_labels"] = "tensor(int64)"
-        if self.info.guidance_input:
-            want["guidance"] = "tensor(float)"
-        if set(inputs) != set(want) or outputs != ["denoised"]:
+        want = {i.name: i.onnx_type for i in self.inputs}
+        if set(inputs) != set(want) or outputs != [OUTPUT]:
             raise EdgediffError(f"{self.path} has inputs {sorted(inputs)} and outputs {outputs}; "
                                 f"its metadata describes inputs {', '.join(want)} and output "
-                                f"denoised (edgediff.conditioning says which)")
+                                f"{OUTPUT} (edgediff.graph says which)")
         for name, kind in want.items():
             if inputs[name].type != kind:
                 raise EdgediffError(f"{self.path}: input {name} is {inputs[name].type}; edgediff "
@@ -230,9 +215,8 @@ class OrtDenoiser:
         if binding is None:
             if len(self._bindings) >= _MAX_BINDINGS:
                 self._bindings.pop(next(iter(self._bindings)))
-            binding = _Binding(self._ort, self.session, batch, self.info.sample_shape,
-                               self._device, self._device_id,
-                               conditioning=(self.info.null_label, self.info.guidance_input))
+            binding = _Binding(self._ort, self.session, batch, self.inputs, self._device,
+                               self._device_id)
             self._bindings[batch] = binding
         return binding
 
@@ -247,6 +231,11 @@ class OrtDenoiser:
         np.copyto(binding.sigma, sigma)
         fill_conditioning(self.info, binding, class_labels, guidance)
         return binding.run()
+
+
+def open_artifact(path: Path, options: BackendOptions) -> OrtDenoiser:
+    """The registry's entry (``edgediff.runtime.backends``)."""
+    return OrtDenoiser(path, options)
 
 
 def read_onnx_metadata(path: str | Path, overrides: dict | None = None) -> dict[str, str]:

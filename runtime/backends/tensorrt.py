@@ -11,12 +11,14 @@ when). TensorRT 10 Python API and cuda-python, both imported lazily.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError, missing_extra
+from edgediff.graph import OUTPUT, GraphInput, graph_inputs
 from edgediff.plan import (
     check_compatible,
     check_plan_bytes,
@@ -24,6 +26,7 @@ from edgediff.plan import (
     read_sidecar,
 )
 from edgediff.runtime._call import check_inputs, fill_conditioning
+from edgediff.runtime.backends.options import BackendOptions
 
 
 def _cudart():
@@ -110,27 +113,25 @@ class LaunchPlan:
 
 
 class _Buffers:
-    """Device tensors of one batch size: x, σ, a conditional plan's class labels
-    (int64) and a --guidance plan's scales, and the output."""
+    """Device tensors of one batch size: one per graph input (``edgediff.graph``) and
+    the output; host staging for the inputs a call may leave out (a conditional
+    plan's class labels, a --guidance plan's scales: the ``Bound`` interface of
+    ``fill_conditioning``)."""
 
-    def __init__(self, cudart, batch: int, sample_shape: tuple[int, ...], info):
-        self.shape = (batch, *sample_shape)
-        self.x_bytes = int(np.prod(self.shape)) * 4
-        self.sigma_bytes = batch * 4
-        self.x = _ok(cudart.cudaMalloc(self.x_bytes))
-        self.sigma = _ok(cudart.cudaMalloc(self.sigma_bytes))
-        self.out = _ok(cudart.cudaMalloc(self.x_bytes))
+    def __init__(self, cudart, batch: int, inputs: Sequence[GraphInput]):
+        self.shapes = {i.name: i.batch_shape(batch) for i in inputs}
+        self.shape = self.shapes["x"]
+        self.staged = {i.name: i.buffer(batch) for i in inputs if i.fill is not None}
+        self.class_labels = self.staged.get("class_labels")
+        self.guidance = self.staged.get("guidance")
+        self.nbytes = {i.name: int(np.prod(self.shapes[i.name])) * np.dtype(i.dtype).itemsize
+                       for i in inputs}
+        self.device = {name: _ok(cudart.cudaMalloc(n)) for name, n in self.nbytes.items()}
+        self.out = _ok(cudart.cudaMalloc(self.nbytes["x"]))
         self.host_out = np.empty(self.shape, np.float32)
-        # host staging for the conditioning inputs (the Bound interface: fill_conditioning)
-        self.class_labels = (np.full(batch, info.null_label, np.int64)
-                             if info.num_classes else None)
-        self.guidance = np.ones(batch, np.float32) if info.guidance_input else None
-        self.extra = {name: (host, _ok(cudart.cudaMalloc(host.nbytes)))
-                      for name, host in (("class_labels", self.class_labels),
-                                         ("guidance", self.guidance)) if host is not None}
 
     def free(self, cudart) -> None:
-        for ptr in (self.x, self.sigma, self.out, *(p for _, p in self.extra.values())):
+        for ptr in (*self.device.values(), self.out):
             cudart.cudaFree(ptr)
 
 
@@ -146,6 +147,7 @@ class TrtDenoiser:
         if not self.path.is_file():
             raise EdgediffError(f"no such plan: {self.path}")
         self.info, self.sidecar = plan_info(self.path)
+        self.inputs = graph_inputs(self.info)
         _, cc = gpu_identity()
         check_compatible(self.sidecar, trt.__version__, cc, str(self.path))
         engine_bytes = self.path.read_bytes()
@@ -168,14 +170,11 @@ class TrtDenoiser:
         """Point the context at this batch size's buffers (dropping any graph)."""
         buf = self._buffers.get(batch)
         if buf is None:
-            buf = self._buffers[batch] = _Buffers(self._cudart, batch, self.info.sample_shape,
-                                                  self.info)
+            buf = self._buffers[batch] = _Buffers(self._cudart, batch, self.inputs)
         self._drop_graph()
-        self.context.set_input_shape("x", buf.shape)
-        for name in ("sigma", *buf.extra):
-            self.context.set_input_shape(name, (batch,))
-        for name, ptr in (("x", buf.x), ("sigma", buf.sigma), ("denoised", buf.out),
-                          *((n, p) for n, (_, p) in buf.extra.items())):
+        for name, shape in buf.shapes.items():
+            self.context.set_input_shape(name, shape)
+        for name, ptr in (*buf.device.items(), (OUTPUT, buf.out)):
             self.context.set_tensor_address(name, int(ptr))
         return buf
 
@@ -216,14 +215,12 @@ class TrtDenoiser:
         cudart, stream = self._cudart, self.stream
         try:
             buf = self._bind(batch) if rebind else self._buffers[batch]
-            h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            _ok(cudart.cudaMemcpyAsync(buf.x, x.ctypes.data, buf.x_bytes, h2d, stream))
-            _ok(cudart.cudaMemcpyAsync(buf.sigma, sigma.ctypes.data, buf.sigma_bytes, h2d,
-                                       stream))
-            if buf.extra:
+            if buf.staged:
                 fill_conditioning(self.info, buf, class_labels, guidance)
-                for host, ptr in buf.extra.values():
-                    _ok(cudart.cudaMemcpyAsync(ptr, host.ctypes.data, host.nbytes, h2d, stream))
+            h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+            for name, host in {"x": x, "sigma": sigma, **buf.staged}.items():
+                _ok(cudart.cudaMemcpyAsync(buf.device[name], host.ctypes.data, buf.nbytes[name],
+                                           h2d, stream))
             if action == LaunchPlan.EAGER:
                 self._enqueue()
             else:
@@ -233,7 +230,7 @@ class TrtDenoiser:
         except BaseException:
             self._plan.forget()  # the next call binds afresh and runs eagerly
             raise
-        _ok(cudart.cudaMemcpyAsync(buf.host_out.ctypes.data, buf.out, buf.x_bytes,
+        _ok(cudart.cudaMemcpyAsync(buf.host_out.ctypes.data, buf.out, buf.nbytes["x"],
                                    cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
         _ok(cudart.cudaStreamSynchronize(stream))
         return buf.host_out
@@ -253,3 +250,10 @@ class TrtDenoiser:
     def __exit__(self, *exc):
         self.close()
 
+
+def open_artifact(path: Path, options: BackendOptions) -> TrtDenoiser:
+    """The registry's entry (``edgediff.runtime.backends``): a plan's metadata is
+    its sidecar's, so ``options.metadata`` is refused."""
+    if options.metadata:
+        raise EdgediffError("a plan's metadata is its sidecar's; --metadata is for ONNX files")
+    return TrtDenoiser(path, cuda_graph=options.cuda_graph)

@@ -1,4 +1,4 @@
-"""Load a local diffusers ``UNet2DModel`` folder into edgediff's discrete wrappers.
+"""Reader of a local diffusers ``UNet2DModel`` folder, into edgediff's discrete wrappers.
 
 Accepted layouts: a pipeline folder (``unet/`` and ``scheduler/`` inside) or a
 UNet folder with ``scheduler_config.json`` beside its ``config.json``. Weights
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 PREDICTION_TYPES = {"epsilon": EpsilonPrecond, "v_prediction": VPredictionPrecond,
                     "sample": SamplePrecond}
 CLIPPING_SCHEDULERS = ("DDPMScheduler", "DDIMScheduler")
+DESCRIPTION = ("a local diffusers folder (a pipeline's, with unet/ and scheduler/, or a "
+               "UNet2DModel's with scheduler_config.json beside its config.json)")
 
 
 class DiffusersUNet(nn.Module):
@@ -40,9 +42,19 @@ class DiffusersUNet(nn.Module):
         return self.unet(x, c_noise, class_labels=class_labels, return_dict=False)[0]
 
 
-def is_diffusers_folder(path: str | Path) -> bool:
-    p = Path(path)
-    return p.is_dir() and ((p / "unet" / "config.json").is_file() or (p / "config.json").is_file())
+def can_read(path: Path) -> bool:
+    """Any folder: ``load_diffusers`` says what a folder lacks to be a diffusers one."""
+    return path.is_dir()
+
+
+def read(path: Path, *, allow_pickle: bool = False) -> LoadedModel:
+    """``load_diffusers``; its weights are safetensors only, so ``allow_pickle`` is unused."""
+    return load_diffusers(path)
+
+
+def weights(path: Path) -> Path:
+    """The whole folder: its files' sha256 in name order (``fileio.sha256_of``)."""
+    return path
 
 
 def _find(folder: Path) -> tuple[Path, Path]:

@@ -1,0 +1,93 @@
+"""The torch → ONNX trace: the module whose forward is the exported function
+D(x, σ[, class_labels[, guidance]]) → denoised, with the preconditioning folded
+in (the denoiser is the preconditioner around the network, ``models/precond.py``),
+and its half-precision variant.
+
+Inputs and output follow ``edgediff.graph``: every axis 0 is the dynamic batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgediff.artifact import ArtifactInfo
+from edgediff.errors import EdgediffError
+from edgediff.graph import OUTPUT, graph_inputs
+
+
+class _Graph(nn.Module):
+    """The exported function: exactly the preconditioned denoiser, two inputs."""
+
+    def __init__(self, denoiser: nn.Module):
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, x, sigma):
+        return self.denoiser(x, sigma)
+
+
+class _ConditionalGraph(_Graph):
+    """D(x, σ, class_labels): integer ids [B], the null id for an unconditional pass;
+    the network turns them into its one-hot rows inside the graph."""
+
+    def forward(self, x, sigma, class_labels):
+        return self.denoiser(x, sigma, class_labels)
+
+
+class _GuidedGraph(_Graph):
+    """Classifier-free guidance in one launch (export --guidance): the batch is
+    doubled inside, the labels on one half and the null id on the other, and
+    D = D_u + w·(D_c − D_u) per sample with w the ``guidance`` input [B]
+    (classifier-free guidance, Ho & Salimans 2022; docs/conditioning.md)."""
+
+    def __init__(self, denoiser: nn.Module, null_label: int):
+        super().__init__(denoiser)
+        self.null_label = null_label
+
+    def forward(self, x, sigma, class_labels, guidance):
+        both = self.denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]),
+                             torch.cat([class_labels, torch.full_like(class_labels,
+                                                                      self.null_label)]))
+        d_c, d_u = both[: x.shape[0]], both[x.shape[0]:]
+        w = guidance.reshape(-1, *[1] * (x.ndim - 1))
+        return d_u + w * (d_c - d_u)
+
+
+def export_graph(denoiser: nn.Module, info: ArtifactInfo) -> nn.Module:
+    """The module whose forward is the exported function, for this artifact's inputs."""
+    if info.guidance_input:
+        return _GuidedGraph(denoiser, info.null_label)
+    if info.num_classes:
+        return _ConditionalGraph(denoiser)
+    return _Graph(denoiser)
+
+
+def half_network(denoiser: nn.Module) -> nn.Module:
+    """A copy of the denoiser whose network runs in float16; the preconditioning
+    (c_skip, c_out, c_in, c_noise) stays float32."""
+    denoiser = copy.deepcopy(denoiser).float().eval()
+    network = getattr(denoiser, "model", None)
+    if network is None or not any(p.is_floating_point() for p in network.parameters()):
+        raise EdgediffError("this model has no network weights to run in fp16 (the analytic "
+                            "mixture is exact arithmetic); export it without --fp16")
+    network.half()
+    return denoiser
+
+
+def trace(graph: nn.Module, info: ArtifactInfo, path: str | Path, opset: int) -> None:
+    """``torch.onnx.export`` (TorchScript tracing) of ``graph`` to ``path``, on an
+    example batch of two at σ_min and σ_max."""
+    names = [i.name for i in graph_inputs(info)]
+    example = (torch.zeros(2, *info.sample_shape),
+               torch.tensor([info.sigma_min, info.sigma_max]),
+               torch.zeros(2, dtype=torch.int64), torch.ones(2))[:len(names)]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, example, path, input_names=names, output_names=[OUTPUT],
+                          opset_version=opset, dynamo=False,
+                          dynamic_axes={n: {0: "batch"} for n in [*names, OUTPUT]})
