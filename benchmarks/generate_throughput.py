@@ -11,8 +11,8 @@ batches of 64. Local runs shards one after another with ONNX Runtime's threads
 Per-shard cost: the exact mixture (no network) at 1 Euler step with shards of one
 sample, so a shard is almost all overhead: (Ray time − local time) / shards is
 what each shard costs in scheduling, transfer and the driver's writes beyond a
-local run. Median and p90 over ``--reps`` runs; startup (cluster, actors loading
-the artifact) is reported apart.
+local run. Median and p90 over ``--reps`` runs after one warm-up round; startup
+(cluster, actors loading the artifact) is reported apart.
 
 ``--quick`` is a smoke run of seconds: 64 samples at 4 steps in shards of 16,
 batches of 8, 16 one-sample shards, 2 repetitions; its figures are not measurements.
@@ -77,7 +77,11 @@ def main() -> None:
     if ap.parse_known_args()[0].quick:
         ap.set_defaults(**QUICK)  # flags given explicitly still win
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="edgediff-gen-bench-"))
+    with tempfile.TemporaryDirectory(prefix="edgediff-gen-bench-") as tmp:
+        measure(args, Path(tmp))
+
+
+def measure(args: argparse.Namespace, tmp: Path) -> None:
     digits, mixture = tmp / "digits.onnx", tmp / "mixture.onnx"
     export_source("bundled", digits, ExportOptions(validate=False))
     export_source("mixture2d", mixture, ExportOptions(validate=False))
@@ -95,10 +99,12 @@ def main() -> None:
                ("Ray, 1 worker", 1, 1), ("Ray, 2 workers", 2, 1)]
     times = {name: [] for name, _, _ in configs}
     digests = set()
-    for rep in range(args.reps):
+    for rep in range(-1, args.reps):  # rep −1 warms up, untimed
         for name, workers, threads in configs:  # interleaved: drift hits all alike
             out = tmp / f"digits-{rep}-{name.replace(' ', '').replace(',', '-')}"
-            times[name].append(timed(digits, out, job, workers, threads))
+            seconds = timed(digits, out, job, workers, threads)
+            if rep >= 0:
+                times[name].append(seconds)
             digests.add(digest(out))
     base = statistics.median(times["local, 1 thread"])
     print(f"digits, heun {args.steps} steps ({nfe('heun', args.steps)} NFE), {args.num} samples "

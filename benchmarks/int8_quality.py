@@ -53,12 +53,14 @@ def main() -> None:
         tmp = Path(tmp)
         model, digest = resolve_source("bundled")
         paths = {"fp32": tmp / "fp32.onnx"}
-        export_onnx(model, paths["fp32"], source_sha256=digest)
+        validate = not args.quick  # a smoke run skips the float32 graphs' validation
+        export_onnx(model, paths["fp32"], source_sha256=digest,
+                    options=ExportOptions(validate=validate))
         checks = {}
         for method in METHODS[:1] if args.quick else METHODS:
             paths[method] = tmp / f"{method}.onnx"
             checks[method] = export_onnx(model, paths[method], source_sha256=digest,
-                                         options=ExportOptions(int8=Int8Options(
+                                         options=ExportOptions(validate=validate, int8=Int8Options(
                                              calibration=args.calibration, method=method,
                                              tolerance=100.0)))
         if not args.quick:  # the same trajectories, quantized for TensorRT (symmetric int8)
@@ -89,10 +91,11 @@ def main() -> None:
 
         cond, cdigest = resolve_source("bundled-cond")
         cpaths = {"fp32": tmp / "cond.onnx", "int8, trajectory": tmp / "cond8.onnx"}
-        export_onnx(cond, cpaths["fp32"], source_sha256=cdigest)
+        export_onnx(cond, cpaths["fp32"], source_sha256=cdigest,
+                    options=ExportOptions(validate=validate))
         export_onnx(cond, cpaths["int8, trajectory"], source_sha256=cdigest,
-                    options=ExportOptions(int8=Int8Options(calibration=args.calibration,
-                                                           tolerance=100.0)))
+                    options=ExportOptions(validate=validate, int8=Int8Options(
+                        calibration=args.calibration, tolerance=100.0)))
         labels = np.arange(n) % 10
         print(f"\nclass-conditional digits model, w = 1, Heun {cond_steps}, {n} samples, "
               "classes in turn")

@@ -14,7 +14,7 @@ integer kernels; DequantizeLinear → Conv would mean they were not).
     python benchmarks/int8_speed.py [--reps 20] [--no-cifar] [--calibration 4] [--quick]
 
 ``--quick`` is a smoke run of seconds: batches 1 and 2, 3 rounds, 2 calibration
-samples, and the CIFAR-shaped U-Net shrunk to 16×16 with 32 channels per level.
+samples, and the CIFAR-shaped U-Net shrunk to 8×8 with 32 channels per level.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from edgediff.export.onnx import ExportOptions, export_onnx
 from edgediff.models.loader import resolve_source
 
 CIFAR = {"sample_size": 32, "block_out_channels": (128, 256, 256, 256), "layers_per_block": 2}
-TINY = {"sample_size": 16, "block_out_channels": (32, 32, 32, 32), "layers_per_block": 1,
+TINY = {"sample_size": 8, "block_out_channels": (32, 32, 32, 32), "layers_per_block": 1,
         "norm_num_groups": 8}
 QUICK = {"reps": 3, "calibration": 2, "batches": [1, 2], "tiny": True}
 
@@ -114,7 +114,7 @@ def main() -> None:
                     help="samples of each model's default solver to calibrate on")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--no-cifar", action="store_true")
-    ap.add_argument("--tiny", action="store_true", help="the U-Net at 16×16, 32 channels")
+    ap.add_argument("--tiny", action="store_true", help="the U-Net at 8×8, 32 channels")
     ap.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")
     if ap.parse_known_args()[0].quick:
         ap.set_defaults(**QUICK)  # flags given explicitly still win

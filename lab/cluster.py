@@ -181,8 +181,9 @@ class RayPool:
                                     f"shard ({e.__class__.__name__}); see the worker logs "
                                     f"under /tmp/ray/session_latest/logs") from None
 
-    def map_timed(self, requests: list[dict]) -> list:
-        """Bench requests spread over the workers, answers in request order."""
+    def map_timed(self, requests: list[TimedRequest]) -> list:
+        """Bench requests spread over the workers; each answer (samples, wall time per
+        sample per batch) in request order."""
         ray = ray_module()
         refs = [self.actors[k % len(self.actors)].sample_timed.remote(r)
                 for k, r in enumerate(requests)]

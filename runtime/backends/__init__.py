@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgediff.errors import EdgediffError
 from edgediff.runtime._call import Denoiser
-from edgediff.runtime.backends.options import PROVIDERS, BackendOptions
+from edgediff.runtime.backends.backend_options import PROVIDERS, BackendOptions
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from edgediff.errors import EdgediffError, missing_extra
 from edgediff.graph import OUTPUT, GraphInput, graph_inputs, profile_shapes
 from edgediff.metadata import props_with_overrides
 from edgediff.runtime._call import check_inputs, fill_conditioning
-from edgediff.runtime.backends.options import PROVIDERS, BackendOptions
+from edgediff.runtime.backends.backend_options import PROVIDERS, BackendOptions
 
 log = logging.getLogger(__name__)
 

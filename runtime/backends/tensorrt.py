@@ -26,7 +26,7 @@ from edgediff.plan import (
     read_sidecar,
 )
 from edgediff.runtime._call import check_inputs, fill_conditioning
-from edgediff.runtime.backends.options import BackendOptions
+from edgediff.runtime.backends.backend_options import BackendOptions
 
 
 def _cudart():

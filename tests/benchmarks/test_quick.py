@@ -4,11 +4,15 @@
 A new benchmark cannot land broken: it is found here whether or not anyone
 remembered it, and it fails until ``EXPECT`` says what its quick run must print.
 The patterns check shape, not values (quick runs are too short for the values
-to mean anything): a ratio, a table row of finite numbers, a verdict.
+to mean anything): a ratio, a table row of finite numbers, a verdict. A benchmark
+that imports an extra this environment lacks (or stops on one edgediff imports
+for it) skips with the install line; no quick run needs a GPU.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import os
 import re
 import subprocess
@@ -16,6 +20,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from edgediff.errors import EXTRAS
 
 ROOT = Path(__file__).parents[2]
 BENCHMARKS = sorted((ROOT / "benchmarks").glob("*.py"))
@@ -41,6 +47,27 @@ EXPECT = {
 }
 
 
+def absent_extras(script: Path) -> list[str]:
+    """The install lines of the extras this script imports (anywhere in it) that are absent."""
+    names = set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return [f'{EXTRAS[n][0]} (pip install "edgediff[{EXTRAS[n][1]}]")' for n in sorted(names)
+            if n in EXTRAS and importlib.util.find_spec(n) is None]
+
+
+def missing_module(out: str) -> str | None:
+    """An optional module whose absence stopped the run (imported through edgediff)."""
+    found = re.search(r"ModuleNotFoundError: No module named '([\w.]+)'", out)
+    name = found and found.group(1).split(".")[0]
+    if name in EXTRAS and importlib.util.find_spec(name) is None:
+        return f'{EXTRAS[name][0]} (pip install "edgediff[{EXTRAS[name][1]}]")'
+    return None
+
+
 def test_every_benchmark_says_what_its_quick_run_prints():
     assert BENCHMARKS, "no benchmarks found"
     missing = sorted({p.stem for p in BENCHMARKS} - set(EXPECT))
@@ -49,14 +76,31 @@ def test_every_benchmark_says_what_its_quick_run_prints():
     assert stale == []
 
 
+def test_an_absent_extra_is_named_with_its_install_line(tmp_path, monkeypatch):
+    script = tmp_path / "b.py"
+    script.write_text("import numpy\n\ndef f():\n    from diffusers import UNet2DModel\n")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "diffusers" else real(name, *a))
+    line = 'diffusers (pip install "edgediff[diffusers]")'
+    assert absent_extras(script) == [line]
+    assert missing_module("ModuleNotFoundError: No module named 'diffusers.models'") == line
+    assert missing_module("ModuleNotFoundError: No module named 'edgediff.nothing'") is None
+
+
 @pytest.mark.parametrize("script", BENCHMARKS, ids=lambda p: p.stem)
 def test_the_benchmark_runs_quick(script: Path, tmp_path):
     if "--quick" not in script.read_text():
         pytest.fail(f"{script.name} has no --quick mode")
+    absent = absent_extras(script)
+    if absent:
+        pytest.skip(f"{script.name} needs {', '.join(absent)}")
     env = {**os.environ, "OMP_NUM_THREADS": "2", "RAY_DISABLE_USAGE_STATS": "1"}
     res = subprocess.run([sys.executable, str(script), "--quick"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=240)
     out = res.stdout + res.stderr
+    if res.returncode != 0 and missing_module(out):
+        pytest.skip(f"{script.name} needs {missing_module(out)}")
     if res.returncode != 0 and re.search(r'pip install "edgediff\[(\w+)\]"', out):
         pytest.skip(f"{script.name} needs an extra that is not installed: "
                     f"{re.search(r'pip install .*', out).group(0)}")

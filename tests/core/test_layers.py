@@ -186,3 +186,25 @@ def test_the_check_sees_a_loop_around_a_circle(tmp_path):
     assert import_loops(planted) == [
         ["edgediff.planted.a", "edgediff.planted.b", "edgediff.planted.c"],
         ["edgediff.planted.d"]]
+
+
+def clashing_names(files: dict[str, Path]) -> list[str]:
+    """Contract modules whose file name another layer's folder also uses: one name,
+    one meaning (``guidance.py`` in three folders meant three things). Parallel names
+    across the runtime and the torch side, or the CLI and the lab, are fine."""
+    contract = {m.rsplit(".", 1)[1] for m in files
+                if layer_of(m) == "contract" and files[m].name != "__init__.py"
+                and m.count(".") == 1}
+    return sorted(f"{m} reuses the contract's name {m.rsplit('.', 1)[1]}" for m in files
+                  if layer_of(m) != "contract" and m.rsplit(".", 1)[1] in contract)
+
+
+def test_no_other_folder_reuses_a_contract_module_name():
+    assert clashing_names(FILES) == []
+
+
+def test_the_name_check_sees_a_clash(tmp_path):
+    planted = tmp_path / "settings.py"
+    planted.write_text("")
+    assert clashing_names({**FILES, "edgediff.lab.settings": planted}) == [
+        "edgediff.lab.settings reuses the contract's name settings"]

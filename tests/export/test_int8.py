@@ -193,3 +193,22 @@ def test_kept_float_spares_embeddings_shortcuts_and_attention_products(tmp_path)
     path = tmp_path / "g.onnx"
     onnx.save(helper.make_model(graph), path)
     assert kept_float(path) == ["/attn/MatMul", "/map_noise/Gemm"]
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"calibration": 0}, "--calibration takes a number of samples ≥ 1"),
+    ({"calibration": True}, "--calibration takes a number of samples ≥ 1"),
+    ({"method": "random"}, "unknown calibration method 'random'"),
+    ({"target": "openvino"}, "unknown int8 target 'openvino'"),
+    ({"tolerance": 0.0}, "--int8-tolerance must be a positive number"),
+])
+def test_int8_options_are_checked_where_they_are_made(options, message):
+    from edgediff.export.int8 import Int8Options
+    from edgediff.export.onnx import ExportOptions
+    from edgediff.export.quantize import INT8_TOLERANCE
+
+    with pytest.raises(EdgediffError, match=message):
+        Int8Options(**options)
+    with pytest.raises(EdgediffError, match="two precisions"):
+        ExportOptions(fp16=True, int8=Int8Options())
+    assert Int8Options().tolerance == INT8_TOLERANCE

@@ -145,3 +145,16 @@ def test_fp16_export_of_the_analytic_mixture_is_refused(tmp_path):
         export_onnx(mixture_model(), tmp_path / "m.onnx", ExportOptions(fp16=True),
                     source_sha256="0" * 64)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"opset": 16}, "opset 16 is too old"),
+    ({"atol": -1.0}, "--atol must be a number ≥ 0"),
+    ({"rtol": float("nan")}, "--rtol must be a number ≥ 0"),
+])
+def test_export_options_are_checked_where_they_are_made(options, message):
+    with pytest.raises(EdgediffError, match=message):
+        ExportOptions(**options)
+    # tolerances left out take the precision's default, once
+    assert (ExportOptions().atol, ExportOptions().rtol) == (1e-4, 1e-4)
+    assert (ExportOptions(fp16=True).atol, ExportOptions(fp16=True, rtol=0.5).rtol) == (1e-2, 0.5)
