@@ -79,7 +79,7 @@ class TrajectoryScale:
 
     @classmethod
     def for_solver(cls, spec, data_range: tuple[float, float] = (-1.0, 1.0)) -> TrajectoryScale:
-        """For a catalogue solver (``edgediff.solvers.SolverSpec``): its calls per step and
+        """For a catalogue solver (``edgediff.catalogue.SolverSpec``): its calls per step and
         its error gain."""
         return cls(spec.calls_per_step, data_range, spec.error_gain)
 

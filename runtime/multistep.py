@@ -1,6 +1,6 @@
 """NumPy step loops, multistep few-step solvers: DPM-Solver++(3M), iPNDM, DEIS-tAB
 and UniPC. Same algorithms, conventions and coefficients
-(``edgediff.multistep``) as the torch reference (``edgediff.samplers.multistep``):
+(``edgediff.coefficients``) as the torch reference (``edgediff.samplers.multistep``):
 ``x`` is x̂ at ``sigmas[0]``, state is float64, the last step returns
 D(x̂; σ_{N−1}). Each keeps the last few D (or ε̂) in buffers of its own, since the
 call's output buffer is reused.
@@ -55,7 +55,7 @@ def _combine(out: np.ndarray, weights, arrays, tmp: np.ndarray) -> None:
 def dpmpp_3m(denoiser: Denoiser, x: np.ndarray, sigmas, *, callback: Callback = None
              ) -> np.ndarray:
     """DPM-Solver++(3M) (Lu et al. 2022) in (x̂, σ), λ = −log σ: orders 1, 2, then 3,
-    x̂' = (σ'/σ)·x̂ + Σ_j w_j·D_{i−j} (``edgediff.multistep.dpmpp_3m_weights``)."""
+    x̂' = (σ'/σ)·x̂ + Σ_j w_j·D_{i−j} (``edgediff.coefficients.dpmpp_3m_weights``)."""
     sigmas = check_sigmas(sigmas)
     call = Call(denoiser, x.shape)
     x = np.array(x, dtype=np.float64)
@@ -115,7 +115,7 @@ def deis(denoiser: Denoiser, x: np.ndarray, sigmas, *, order: int = 3, basis: st
          schedule: Schedule | None = None, callback: Callback = None) -> np.ndarray:
     """DEIS (Zhang & Chen 2023, eq 15): x̂' = x̂ + Σ_j C_ij·ε̂_{i−j}, the polynomial
     through the last ε̂ in the schedule's time t (tAB) or in log σ (``basis``),
-    integrated over the step by quadrature (``edgediff.multistep``)."""
+    integrated over the step by quadrature (``edgediff.coefficients``)."""
     loop_defaults("deis", order=order, basis=basis)
     sigmas = check_sigmas(sigmas)
     schedule = schedule or EDM_IDENTITY
@@ -130,7 +130,7 @@ def unipc(denoiser: Denoiser, x: np.ndarray, sigmas, *, order: int = 3,
     """UniPC-bh2 (Zhao et al. 2023) in (x̂, σ) with data prediction: each new D first
     corrects the state it was evaluated at (UniC, one order up, no extra NFE), then
     the predictor (UniP) steps on; orders warm up from 1 and fall on the final steps
-    (``edgediff.multistep.unipc_order``)."""
+    (``edgediff.coefficients.unipc_order``)."""
     loop_defaults("unipc", order=order)
     sigmas = check_sigmas(sigmas)
     n = len(sigmas) - 1

@@ -165,7 +165,7 @@ def euler_ancestral(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn
                     eta: float = 1.0, callback: Callback = None) -> np.ndarray:
     """Euler ancestral (k-diffusion's ``sample_euler_ancestral``): an Euler step of
     the PF-ODE in (x̂, σ) down to σ_down, then fresh noise σ_up·z back up to σ_j
-    (``edgediff.multistep.ancestral_step``). Noise only where σ_up > 0."""
+    (``edgediff.coefficients.ancestral_step``). Noise only where σ_up > 0."""
     loop_defaults("euler_ancestral", eta=eta)
     sigmas = check_sigmas(sigmas)
     call = Call(denoiser, x.shape)

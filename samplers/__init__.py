@@ -2,7 +2,7 @@
 
 Each sampler is ``sampler(denoiser, x_hat_T, sigmas, **options) -> x̂_0``; see
 ``edgediff.samplers._common`` for the conventions they share. Each registers
-itself with the solver catalogue (``edgediff.solvers.implements``).
+itself with the solver catalogue (``edgediff.catalogue.implements``).
 """
 
 from edgediff.catalogue import SOLVER_NAMES, spec

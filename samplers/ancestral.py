@@ -99,7 +99,7 @@ def euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas, *, eta: float =
 
         x̂' = x̂ + (σ_down − σ)·(x̂ − D)/σ + σ_up·z,
 
-    with (σ_down, σ_up) from ``edgediff.multistep.ancestral_step``. In σ-space this
+    with (σ_down, σ_up) from ``edgediff.coefficients.ancestral_step``. In σ-space this
     is DDIM(η) step for step (a test says so). Noise only where σ_up > 0.
     """
     loop_defaults("euler_ancestral", eta=eta)

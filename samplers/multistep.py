@@ -1,5 +1,5 @@
 """Multistep few-step samplers: DPM-Solver++(3M), iPNDM, DEIS-tAB and UniPC, in
-(x̂, σ) with λ = −log σ. Step coefficients come from ``edgediff.multistep``,
+(x̂, σ) with λ = −log σ. Step coefficients come from ``edgediff.coefficients``,
 shared with the NumPy runtime; everything else is written out here."""
 
 from __future__ import annotations

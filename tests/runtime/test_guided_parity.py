@@ -3,7 +3,7 @@
 launch of a --guidance graph, (c) autoguidance by a second, weaker artifact. On
 the exact class-conditional mixture and on a random class-conditional U-Net, for
 every solver; the bound is the unconditional parity tests' float32 drift bound
-times what guidance amplifies, |w| + |1 − w| (edgediff.guidance.guidance_gain)."""
+times what guidance amplifies, |w| + |1 − w| (edgediff.conditioning.guidance_gain)."""
 
 import re
 

@@ -14,7 +14,7 @@ lower-order-final rule for short schedules (< 15 steps). Everything agrees to
 Where diffusers differs by design, the part that should agree is tested:
 - DPM-Solver++(3M): diffusers (like the DPM-Solver reference code and
   k-diffusion) weights the second divided difference D2 ≈ h²D''/2 by φ₃ where
-  the Taylor term needs 2φ₃ (``edgediff.multistep.dpmpp_3m_weights``); with
+  the Taylor term needs 2φ₃ (``edgediff.coefficients.dpmpp_3m_weights``); with
   edgediff's ``d2_weight`` set to 1 the runs agree. Its order-2 warm-up step is
   diffusers' ``solver_type="heun"`` (k-diffusion's φ₂ form).
 - DEIS: diffusers extrapolates ε̂ in log σ (edgediff's ``basis="log_rho"``; the

@@ -2,7 +2,7 @@
 runtime's (``runtime.guidance.Guided``), on the exact class-conditional mixture:
 the torch module in float32 on one side, the NumPy oracle cast to float32 on the
 other, identical noise. They agree within the float32 drift bound of the run's
-own trajectory times what guidance amplifies, |w| + |1 − w| (edgediff.guidance)."""
+own trajectory times what guidance amplifies, |w| + |1 − w| (edgediff.conditioning)."""
 
 import numpy as np
 import pytest

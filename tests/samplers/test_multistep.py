@@ -123,7 +123,7 @@ def test_first_order_multistep_methods_are_euler_in_sigma(mixture_run):
 
 def test_the_common_3m_weighting_is_second_order(single_gaussian, monkeypatch):
     """The D2 weight of DPM-Solver's reference code, diffusers and k-diffusion (φ₃
-    where 2φ₃ is exact; edgediff.multistep.dpmpp_3m_weights) costs a full order."""
+    where 2φ₃ is exact; edgediff.coefficients.dpmpp_3m_weights) costs a full order."""
     import functools
 
     import edgediff.samplers.multistep as reference
