@@ -3,7 +3,8 @@
 A reader module holds:
 
 - ``DESCRIPTION``: what it reads, for messages ("an edgediff checkpoint (...)");
-- ``can_read(path) -> bool``: from the path alone (suffix, files present), cheap;
+- ``can_read(path) -> bool``: cheap, from the path (suffix, files present) and at
+  most a peek at a file's first bytes, never a full read;
 - ``read(path, *, allow_pickle=False) -> LoadedModel``: the denoiser D(x, σ) (a
   preconditioner around the network), its checkpoint config (parameterization, σ
   range, sample shape, provenance: ``docs/checkpoint.md``) and its noise schedule;
@@ -14,7 +15,8 @@ A new format is one new module here and one line in ``READERS``, which nothing
 else names: the CLI, the export and the lab reach readers through ``load_model``
 and ``models.loader.resolve_source``. The first reader whose ``can_read`` says yes
 reads the path, so a format that shares a suffix with a more general one goes
-before it.
+before it (a ``.pkl`` format peeks at its header ahead of ``native``, which takes
+any pickle on request).
 """
 
 from __future__ import annotations

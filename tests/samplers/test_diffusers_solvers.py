@@ -2,7 +2,7 @@
 float64 on the same discrete σ grid with the same noise.
 
 diffusers runs each scheduler's own loop with its tables promoted to float64 (as
-tests/models/test_diffusers_import.py does) and with the float32 casts it
+tests/models/test_diffusers_unet.py does) and with the float32 casts it
 applies to the state for fp16 pipelines ("upcast") made no-ops on float64
 tensors. The model is the exact 2-D mixture denoiser in float64, handed to
 diffusers as an x0 prediction (ε for EulerAncestral, which takes no x0 model),
