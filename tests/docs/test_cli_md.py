@@ -1,6 +1,6 @@
-"""docs/cli.md is what the click commands print: ``edgediff.cli.reference`` renders it
+"""docs/cli.md is what the click commands print: ``edgediff.cli.manual`` renders it
 from the commands themselves, and this test fails when the file in the repository is
-stale (regenerate: ``python -m edgediff.cli.reference > docs/cli.md``)."""
+stale (regenerate: ``python -m edgediff.cli.manual > docs/cli.md``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import difflib
 from pathlib import Path
 
 from edgediff.cli import main
-from edgediff.cli.reference import render
+from edgediff.cli.manual import render
 
 CLI_MD = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
@@ -20,7 +20,7 @@ def test_cli_md_is_current():
             have.splitlines(keepends=True), want.splitlines(keepends=True),
             "docs/cli.md", "render()", n=1))[:40])
         raise AssertionError("docs/cli.md is stale; regenerate it with\n"
-                             "  python -m edgediff.cli.reference > docs/cli.md\n" + diff)
+                             "  python -m edgediff.cli.manual > docs/cli.md\n" + diff)
 
 
 def test_every_command_has_a_section():

@@ -39,7 +39,7 @@ SETUP = {
     "git": "fetches the repository",
 }
 REGENERATE = {
-    "python -m edgediff.cli.reference > docs/cli.md":
+    "python -m edgediff.cli.manual > docs/cli.md":
         "rewrites docs/cli.md; tests/docs/test_cli_md.py checks that file against the same render",
 }
 # flags that set how much work a command does, not what it does

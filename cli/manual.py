@@ -1,5 +1,5 @@
 """docs/cli.md, rendered from the click commands themselves, so the reference cannot drift
-from the flags: ``python -m edgediff.cli.reference > docs/cli.md`` regenerates it, and
+from the flags: ``python -m edgediff.cli.manual > docs/cli.md`` regenerates it, and
 tests/docs/test_cli_md.py fails when the file in the repository differs from a fresh render.
 
 The help text is laid out for a fixed terminal width, so the file does not depend on the
@@ -20,7 +20,7 @@ This file is generated from the commands' own definitions; do not edit it by han
 After changing a command, regenerate it from the repository root:
 
 ```bash
-python -m edgediff.cli.reference > docs/cli.md
+python -m edgediff.cli.manual > docs/cli.md
 ```
 
 `tests/docs/test_cli_md.py` fails when this file is stale.
