@@ -43,7 +43,9 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EdgediffError as e:  # user errors: one line, non-zero exit, no traceback
-            raise click.ClickException(str(e)) from None
+            error = click.ClickException(str(e))
+            error.exit_code = getattr(e, "exit_code", 1)  # RefusedFile: 2
+            raise error from None
         except ModuleNotFoundError as e:  # the one place a missing extra becomes its line
             missing = missing_extra_for(e)
             if missing is None:

@@ -1,13 +1,21 @@
-"""The one error type a user can cause.
+"""The one error type a user can cause, and its one refinement.
 
 Its message says what was asked, what is possible, and how to fix it; the CLI
-prints it as one line and exits non-zero. Bugs are not EdgediffErrors and keep
-their tracebacks.
+prints it as one line and exits non-zero (2 for a ``RefusedFile``, 1 otherwise).
+Bugs are not EdgediffErrors and keep their tracebacks.
 """
 
 
 class EdgediffError(Exception):
     """A user-facing error: bad input, a missing extra, an incompatible artifact."""
+
+
+class RefusedFile(EdgediffError):
+    """A file edgediff will not read: one that asks to run code (a global outside a
+    format's allowed set), or is truncated or malformed. The CLI exits with status
+    2 for it (bad input), as click does for bad arguments; other errors exit 1."""
+
+    exit_code = 2
 
 
 def missing_extra(module: str, extra: str) -> BaseException:

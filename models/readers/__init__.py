@@ -26,7 +26,7 @@ from typing import Protocol
 
 from edgediff.errors import EdgediffError
 from edgediff.models.checkpoint import LoadedModel
-from edgediff.models.readers import diffusers_unet, native
+from edgediff.models.readers import diffusers_unet, edm_snapshot, native
 
 
 class Reader(Protocol):
@@ -42,6 +42,7 @@ class Reader(Protocol):
 
 
 READERS: tuple[Reader, ...] = (
+    edm_snapshot,    # NVlabs EDM/EDM2 .pkl snapshots, read without running them
     native,          # NAME.safetensors + NAME.json; pickles with allow_pickle
     diffusers_unet,  # a diffusers UNet2DModel folder
 )
