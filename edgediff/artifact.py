@@ -59,6 +59,7 @@ class ArtifactInfo:
     reference: dict[str, Any] | None = None  # what quality is measured against (optional)
     conditioning: dict[str, Any] | None = None  # class-conditional graphs (optional, format 2)
     calibration: dict[str, Any] | None = None  # int8 graphs: how they were calibrated (optional)
+    latent: dict[str, Any] | None = None  # latent models: the data encoder's constants (optional)
 
     def __post_init__(self):
         choice("parameterization", self.parameterization, PARAMETERIZATIONS)
@@ -82,6 +83,8 @@ class ArtifactInfo:
             if not isinstance(c, dict) or c.get("method") not in CALIBRATION_METHODS:
                 raise MetadataError("calibration", c, 'a JSON object whose "method" is one of '
                                     + ", ".join(CALIBRATION_METHODS))
+        if self.latent is not None:
+            self._check_latent()
 
     def _check_default_solver(self) -> None:
         """The default solver must be one this build runs, on a grid inside the
@@ -95,6 +98,17 @@ class ArtifactInfo:
             settings_grid(self, SolverSettings.resolve(self))
         except EdgediffError as e:
             raise MetadataError("default_solver", d, str(e)) from None
+
+    def _check_latent(self) -> None:
+        c = self.latent
+        channels = self.sample_shape[0]
+        ok = (isinstance(c, dict) and isinstance(c.get("encoder"), str)
+              and all(isinstance(c.get(k), list) and len(c[k]) == channels
+                      and all(isinstance(v, int | float) for v in c[k]) for k in ("scale", "bias")))
+        if not ok or not all(v != 0 for v in c["scale"]):
+            raise MetadataError("latent", c, f'a JSON object {{"encoder": NAME, "vae_name": ..., '
+                                f'"scale": [...], "bias": [...]}} with one non-zero scale and '
+                                f'one bias per latent channel ({channels})')
 
     def _check_conditioning(self) -> None:
         c = self.conditioning
@@ -159,6 +173,8 @@ class ArtifactInfo:
             values["conditioning"] = json.dumps(self.conditioning)
         if self.calibration is not None:
             values["calibration"] = json.dumps(self.calibration)
+        if self.latent is not None:
+            values["latent"] = json.dumps(self.latent)
         return {PREFIX + k: v for k, v in values.items()}
 
     @classmethod
@@ -181,7 +197,9 @@ class ArtifactInfo:
             raise EdgediffError(f"{where} lacks the metadata {names}")
         try:
             version(mine["format_version"])
-            reference = conditioning = calibration = None
+            reference = conditioning = calibration = latent = None
+            if "latent" in mine:
+                latent = parse_json("latent", mine["latent"], dict, "a JSON object")
             if "calibration" in mine:
                 calibration = parse_json("calibration", mine["calibration"], dict, "a JSON object")
             if "reference" in mine:
@@ -204,6 +222,7 @@ class ArtifactInfo:
                 reference=reference,
                 conditioning=conditioning,
                 calibration=calibration,
+                latent=latent,
             )
         except EdgediffError as e:
             raise EdgediffError(f"{where}: {e}") from None

@@ -21,11 +21,11 @@ PREFIX = "edgediff."
 # ``default_solver``, like everything else (the old name is still read). 1 and 2 still load.
 FORMAT_VERSION = 3
 RENAMED = {"default_sampler": "default_solver"}  # old key -> key
-OPTIONAL_KEYS = ("reference", "conditioning", "calibration")
+OPTIONAL_KEYS = ("reference", "conditioning", "calibration", "latent")
 KEYS = ("format_version", "parameterization", "schedule", "sigma_min", "sigma_max",
         "sigma_data", "sample_shape", "data_range", "source_sha256", "default_solver",
         "precision")
-PARAMETERIZATIONS = ("edm", "vp", "ve", "epsilon", "v_prediction", "sample", "analytic")
+PARAMETERIZATIONS = ("edm", "vp", "ve", "epsilon", "v_prediction", "sample", "analytic", "denoiser")
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("trajectory", "noise", "single_sigma")
 REFERENCE_KINDS = ("dataset", "gaussian_mixture")

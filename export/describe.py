@@ -21,7 +21,8 @@ def artifact_info(model: LoadedModel, source_sha256: str, precision: str = "fp32
                         cfg.get("sigma_data", 0.5), tuple(cfg["sample_shape"]),
                         tuple(cfg.get("data_range", (-1.0, 1.0))), source_sha256,
                         default_solver(cfg), precision, quality_reference(cfg),
-                        conditioning(cfg, guidance))
+                        conditioning(cfg, guidance),
+                        latent=cfg.get("provenance", {}).get("latent"))
 
 
 def default_solver(config: dict) -> dict:

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -102,15 +103,24 @@ def _schedule(record: PersistentRecord) -> Schedule:
 
 
 def _encoder(record) -> dict[str, Any] | None:
-    """EDM2's latent encoder, as constants: its class and init kwargs (VAE name,
-    raw and final mean/std: latents = (raw − raw_mean)·final_std/raw_std + final_mean)."""
-    if record is None:
+    """EDM2's latent encoder as constants for the decoder stage (docs/artifact.md,
+    ``latent``): the VAE's name and the per-channel map final = raw·scale + bias.
+    A ``StandardRGBEncoder`` (pixel models: uint8 ↔ [−1, 1]) has no latents."""
+    if record is None or getattr(record, "class_name", None) == "StandardRGBEncoder":
         return None
-    if not isinstance(record, PersistentRecord):
-        raise RefusedFile("the snapshot's 'encoder' is not a module record")
-    kwargs = {k: (list(v) if isinstance(v, tuple | list) else v)
-              for k, v in record.init_kwargs.items()}
-    return {"class": record.class_name, **_jsonable(kwargs)}
+    if not isinstance(record, PersistentRecord) or record.class_name != "StabilityVAEEncoder":
+        raise RefusedFile(f"the snapshot's encoder is a {getattr(record, 'class_name', record)!r}"
+                          f"; edgediff knows StabilityVAEEncoder and StandardRGBEncoder")
+    values = {}
+    for key in ("scale", "bias"):
+        value = record.state.get(key)
+        value = getattr(value, "array", value)
+        try:
+            values[key] = [float(v) for v in np.atleast_1d(np.asarray(value, dtype=np.float64))]
+        except (TypeError, ValueError):
+            raise RefusedFile(f"the snapshot's encoder has no numeric {key}") from None
+    return {"encoder": record.class_name, "vae_name": str(record.state.get("vae_name", "")),
+            **values}
 
 
 def _jsonable(value):
@@ -215,7 +225,7 @@ def build(snapshot: Any, *, source: str = "") -> LoadedModel:
                   "use_fp16": bool(_attr(record, "use_fp16", False)),
                   "label_dropout": float(info.kwargs.get("label_dropout", 0) or 0)}
     if info.encoder:
-        provenance["encoder"] = info.encoder
+        provenance["latent"] = info.encoder
     config = make_config(info.architecture, _jsonable(info.kwargs), info.parameterization,
                          info.schedule, info.sample_shape, sigma_data=sigma_data,
                          provenance=provenance)

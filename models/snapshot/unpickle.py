@@ -132,10 +132,38 @@ def _numpy_scalar(dtype, data=None):
 
 
 def _numpy_dtype(spec, align=False, copy=True) -> np.dtype:
+    if not isinstance(spec, str):
+        raise EdgediffError("a NumPy dtype in the snapshot is not named by a string")
     dtype = np.dtype(spec)
     if dtype.hasobject:
         raise EdgediffError("a NumPy dtype in the snapshot holds Python objects")
     return dtype
+
+
+class _NDArray:
+    """``numpy.ndarray`` as a name only: the marker ``_reconstruct`` is called with."""
+
+
+def _array(cls, shape=(0,), dtype_code=b"b") -> _ArrayState:
+    if cls is not _NDArray:
+        raise EdgediffError("an array in the snapshot is not a plain ndarray")
+    return _ArrayState()
+
+
+class _ArrayState:
+    """A NumPy array being unpickled (EDM2 encoders keep their latent scale and
+    bias as arrays): ``__setstate__`` takes (version, shape, dtype, fortran, raw
+    bytes) and keeps a plain array; object arrays are refused."""
+
+    array: np.ndarray | None = None
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[2], np.dtype)
+                and isinstance(state[4], bytes) and not state[2].hasobject):
+            raise EdgediffError("an array in the snapshot is not plain numeric data")
+        shape = tuple(int(n) for n in state[1])
+        order = "F" if state[3] else "C"
+        self.array = np.frombuffer(state[4], dtype=state[2]).reshape(shape, order=order).copy()
 
 
 ALLOWED = {
@@ -148,6 +176,9 @@ ALLOWED = {
     ("numpy", "dtype"): _numpy_dtype,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy", "ndarray"): _NDArray,
+    ("numpy._core.multiarray", "_reconstruct"): _array,
+    ("numpy.core.multiarray", "_reconstruct"): _array,
     ("dnnlib.util", "EasyDict"): EasyDict,
 }
 

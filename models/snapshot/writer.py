@@ -133,6 +133,21 @@ def edm2_record(network: nn.Module, precond_kwargs: dict) -> _Record:
                                            {"sigma_data": precond_kwargs.get("sigma_data", 0.5)}))
 
 
+def vae_encoder_record(vae_name: str = "stabilityai/sd-vae-ft-mse",
+                       raw_mean=(5.81, 3.25, 0.12, -2.15), raw_std=(4.17, 4.62, 3.71, 3.28),
+                       final_mean: float = 0.0, final_std: float = 0.5) -> _Record:
+    """EDM2's ``StabilityVAEEncoder`` as its snapshots hold it: the VAE's name and,
+    as float32 arrays, the map final = raw·scale + bias with scale = final_std/raw_std
+    and bias = final_mean − raw_mean·scale (defaults: EDM2's ImageNet-512 values)."""
+    import numpy as np
+
+    scale = np.float32(final_std) / np.asarray(raw_std, dtype=np.float32)
+    bias = np.float32(final_mean) - np.asarray(raw_mean, dtype=np.float32) * scale
+    state = {"vae_name": vae_name, "scale": scale, "bias": bias, "batch_size": 8,
+             "_vae": None, "_init_args": (), "_init_kwargs": {"vae_name": vae_name}}
+    return _Record("StabilityVAEEncoder", state)
+
+
 def randomize(module: nn.Module, seed: int = 0, scale: float = 0.2) -> nn.Module:
     """Perturb every floating parameter (zero-initialised output layers included) so
     that the network's output depends on all of them; buffers stay as built."""
