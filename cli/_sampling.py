@@ -132,6 +132,14 @@ def resolve(preset: str | None, solver: str | None, steps: int | None,
     return solver, steps, options
 
 
+def artifact_path(path: Path) -> Path:
+    """ARTIFACT as given, or, for an NVlabs snapshot, its export: made once into the
+    cache (a line on stderr while it is made), reused from then on."""
+    from edgediff.export.cache import artifact_for
+
+    return artifact_for(path, progress=lambda line: click.echo(line, err=True))
+
+
 def load_artifact(path: Path, provider: str, threads: int | None, cuda_graph: bool,
                   metadata_file: Path | None = None, max_batch: int = 16):
     """The artifact opened as the --provider/--threads/--cuda-graph/--metadata flags

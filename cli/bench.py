@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgediff.cli._sampling import backend_options, ray_options
+from edgediff.cli._sampling import artifact_path, backend_options, ray_options
 from edgediff.fileio import atomic_folder
 
 
@@ -61,6 +61,10 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
     With --ray, every run's shards go out to Ray workers at once: the same
     samples, so the same quality columns; the times are the workers' own.
 
+    ARTIFACT may also be an NVlabs EDM/EDM2 network snapshot: it is exported once
+    into a cache named by its content ($EDGEDIFF_CACHE, else ~/.cache/edgediff),
+    and the cached graph is benchmarked.
+
     \b
     Examples:
       edgediff bench digits.onnx --suite quick
@@ -69,6 +73,7 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
       edgediff bench digits.onnx --solvers unipc:order=2,ipndm:order=3,dpmpp_3m --nfe 5,10
       edgediff bench digits-cond.onnx --solvers heun --nfe 35 --guidance 0,1,2,3,4
       edgediff bench digits.onnx --suite study --ray=auto --workers 16
+      edgediff bench network-snapshot.pkl --solvers heun,dpmpp_2m --nfe 9,19 --num 64
     """
     from edgediff import runtime
     from edgediff.lab.bench import BenchOptions, run_study
@@ -80,6 +85,7 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
     num = num or suite_num or 256
     backend = runtime.BackendOptions(provider=provider, threads=threads, cuda_graph=cuda_graph,
                                      max_batch=batch, metadata=read_metadata_json(metadata_file))
+    named, artifact = artifact, artifact_path(artifact)
     D = runtime.load(artifact, backend)
     scales = guidance_scales(guidance_list, D.info)
     asked = BenchOptions(num, batch, seed, reference_steps,
@@ -89,7 +95,7 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
     with atomic_folder(out) as folder:  # nothing lands unless the whole run succeeds
         study = run_study(D, artifact, folder, runs, asked,
                           progress=lambda label: click.echo(f"  running {label}", err=True))
-        _print_table(study, artifact, scales)
+        _print_table(study, named, scales)
         written = [p.relative_to(folder) for p in study.written]
     for path in written:
         click.echo(f"wrote {out / path}")

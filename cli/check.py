@@ -27,18 +27,25 @@ def command(artifact, source, onnx_path, atol, rtol, allow_pickle):
     inputs (σ_min, a log sweep, σ_max; batches 1, 3, 16).
 
     An .onnx file is compared with its torch SOURCE (a checkpoint, a diffusers
-    folder, 'bundled', 'bundled-cond', 'mixture2d' or 'mixture2d-cond'; the shipped
-    models are found by their hash). A .plan is compared with its ONNX file (needs
-    TensorRT and a GPU).
+    folder, an NVlabs snapshot, 'bundled', 'bundled-cond', 'mixture2d' or
+    'mixture2d-cond'; the shipped models are found by their hash). A .plan is
+    compared with its ONNX file (needs TensorRT and a GPU). An NVlabs EDM/EDM2
+    snapshot as ARTIFACT is exported once into the cache ($EDGEDIFF_CACHE, else
+    ~/.cache/edgediff), and the cached graph is compared with the snapshot.
 
     \b
     Examples:
       edgediff check digits.onnx                 # exported from the bundled model
       edgediff check my-model.onnx my-model.safetensors --atol 1e-3
       edgediff check digits.plan --atol 2e-2 --rtol 2e-2
+      edgediff check network-snapshot.pkl        # its cached export vs itself
     """
+    from edgediff.export.cache import cached_export, needs_export
     from edgediff.lab.compare import check_artifact
 
+    if needs_export(artifact):  # a snapshot: its cached export, against the snapshot
+        source = source or str(artifact)
+        artifact = cached_export(artifact, progress=lambda line: click.echo(line, err=True))
     check = check_artifact(artifact, source, onnx_path=onnx_path, atol=atol, rtol=rtol,
                            allow_pickle=allow_pickle)
     if check.warning:

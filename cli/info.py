@@ -1,4 +1,5 @@
-"""``edgediff info``: what a checkpoint, an exported ONNX file or a TensorRT plan holds."""
+"""``edgediff info``: what a checkpoint, an NVlabs snapshot, an exported ONNX file or a
+TensorRT plan holds."""
 
 from __future__ import annotations
 
@@ -68,24 +69,65 @@ def _plan(path: Path, as_json: bool) -> None:
     ])
 
 
+def _snapshot(path: Path, as_json: bool) -> None:
+    """What the snapshot's records say, read without building the network."""
+    from edgediff.models.snapshot.rebuild import describe, finite_kwargs, sigma_range
+    from edgediff.models.snapshot.unpickle import read_snapshot
+
+    found = describe(read_snapshot(path))
+    (low, high), enc = sigma_range(found), found.encoder
+    summary = {"class": found.class_name, "architecture": found.architecture,
+               "kwargs": finite_kwargs(found.kwargs), "parameters": found.parameters,
+               "label_dim": found.label_dim, "parameterization": found.parameterization,
+               "sample_shape": list(found.sample_shape), "sigma_min": low, "sigma_max": high,
+               "schedule": found.schedule.to_dict(), "encoder": enc}
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+        return
+    _table([
+        ("file", f"{path} ({path.stat().st_size / 2**20:.2f} MiB, NVlabs EDM snapshot)"),
+        ("class", found.class_name + (" (EDM2)" if found.class_name == "Precond" else "")),
+        ("network", f"{found.architecture}, {found.parameters / 1e6:.2f} M parameters "
+                    f"({found.parameters:,})"),
+        ("network kwargs", json.dumps(summary["kwargs"])),
+        ("parameterization", found.parameterization),
+        ("sample shape", " × ".join(map(str, found.sample_shape))),
+        ("schedule", json.dumps(summary["schedule"])),
+        ("σ range", f"{low:.4g} … {high:.4g}"),
+        ("conditioning", f"{found.label_dim} classes (label_dim {found.label_dim})"
+                         if found.label_dim else "none (unconditional)"),
+        ("latent encoder", "none (pixel model)" if enc is None else
+         f"{enc['encoder']} {enc['vae_name'] or '(no VAE name)'}; final = raw·scale + bias, "
+         f"scale {_numbers(enc['scale'])}, bias {_numbers(enc['bias'])}"),
+    ])
+
+
+def _numbers(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
 @click.command("info")
 @click.argument("path", type=click.Path(path_type=str))
 @click.option("--allow-pickle", is_flag=True,
               help="Read a .pt/.pkl checkpoint with torch.load(weights_only=True). Pickles can "
                    "run code: use only for files you trust.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print everything as JSON (config, ONNX metadata or plan sidecar).")
+              help="Print everything as JSON (config, snapshot summary, ONNX metadata or plan "
+                   "sidecar).")
 def command(path: str, allow_pickle: bool, as_json: bool) -> None:
     """Print what PATH holds: parameterization, schedule, σ range, sample shape, and more.
 
     PATH is a checkpoint (NAME.safetensors with NAME.json beside it), a local
-    diffusers folder, an exported .onnx file, or a TensorRT .plan (then also its
-    build sidecar and whether it can run on this machine).
+    diffusers folder, an NVlabs EDM/EDM2 network snapshot (its class,
+    architecture, kwargs, parameter count, classes and latent encoder, read
+    without building the network), an exported .onnx file, or a TensorRT .plan
+    (then also its build sidecar and whether it can run on this machine).
 
     \b
     Examples:
       edgediff info digits-edm.safetensors
       edgediff info ./my-ddpm-pipeline --json
+      edgediff info network-snapshot.pkl
       edgediff info digits.onnx
       edgediff info digits.plan
     """
@@ -96,6 +138,10 @@ def command(path: str, allow_pickle: bool, as_json: bool) -> None:
         return _onnx(p, as_json)
     if p.suffix in (".plan", ".engine"):
         return _plan(p, as_json)
+    from edgediff.models.readers import edm_snapshot
+
+    if edm_snapshot.can_read(p):
+        return _snapshot(p, as_json)
     from edgediff.models.readers import load_model
 
     model = load_model(path, allow_pickle=allow_pickle)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edgediff.cli._sampling import (
+    artifact_path,
     backend_options,
     conditioning_options,
     load_artifact,
@@ -56,6 +57,11 @@ def command(artifact, preset, solver, steps, num, batch, seed, classes, guidance
     The artifact's metadata sets the sample shape, σ range, schedule and default
     solver; flags override the solver.
 
+    ARTIFACT (and --guide) may also be an NVlabs EDM/EDM2 network snapshot
+    (network-snapshot-*.pkl): it is exported once into a cache named by its
+    content ($EDGEDIFF_CACHE, else ~/.cache/edgediff) and the cached graph is
+    used from then on.
+
     \b
     Examples:
       edgediff sample digits.onnx                       # the model's default solver
@@ -64,14 +70,16 @@ def command(artifact, preset, solver, steps, num, batch, seed, classes, guidance
       edgediff sample digits.plan --batch 16 --cuda-graph
       edgediff sample digits-cond.onnx --class all --num 8 --guidance 2
       edgediff sample digits-cond.onnx --class 3 --guidance 2 --guide digits-small.onnx
+      edgediff sample network-snapshot.pkl --num 16 --steps 32 --class 3
     """
     from edgediff.lab.draw import DrawOptions, plan_draw
     from edgediff.lab.outputs import figures_missing
 
     solver, steps, options = resolve(preset, solver, steps, **knobs)
-    D = load_artifact(artifact, provider, threads, cuda_graph, metadata_file, max_batch=batch)
-    guide_D = None if guide is None else load_artifact(guide, provider, threads, cuda_graph,
-                                                       max_batch=batch)
+    D = load_artifact(artifact_path(artifact), provider, threads, cuda_graph, metadata_file,
+                      max_batch=batch)
+    guide_D = None if guide is None else load_artifact(artifact_path(guide), provider, threads,
+                                                       cuda_graph, max_batch=batch)
     draw = plan_draw(D, DrawOptions(num, seed, batch, solver, steps, options, classes,
                                     guidance), guide_D)
     missing = figures_missing()

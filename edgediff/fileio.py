@@ -1,4 +1,5 @@
-"""Writing files so that a failure or interruption never leaves a partial one."""
+"""Writing files so that a failure or interruption never leaves a partial one, and
+where edgediff keeps what it caches."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -98,3 +99,17 @@ def sha256_of(path: str | Path) -> str:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+CACHE_ENV = "EDGEDIFF_CACHE"
+
+
+def cache_root(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """$EDGEDIFF_CACHE, else $XDG_CACHE_HOME/edgediff, else ~/.cache/edgediff (an
+    empty variable counts as unset, as the XDG spec asks). Exported snapshots and
+    TensorRT-EP engines live in folders under it."""
+    env = os.environ if environ is None else environ
+    if env.get(CACHE_ENV):
+        return Path(env[CACHE_ENV]).expanduser()
+    base = env.get("XDG_CACHE_HOME") or (home or Path.home()) / ".cache"
+    return Path(base).expanduser() / "edgediff"

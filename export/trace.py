@@ -59,12 +59,15 @@ class _GuidedGraph(_Graph):
 
 
 def export_graph(denoiser: nn.Module, info: ArtifactInfo) -> nn.Module:
-    """The module whose forward is the exported function, for this artifact's inputs."""
+    """The module whose forward is the exported function, for this artifact's inputs,
+    in eval mode: ``torch.onnx.export`` puts the top module back in the mode it
+    found it in, and every child with it, so a wrapper left in training mode would
+    switch dropout back on in the torch reference the export is validated against."""
     if info.guidance_input:
-        return _GuidedGraph(denoiser, info.null_label)
+        return _GuidedGraph(denoiser, info.null_label).eval()
     if info.num_classes:
-        return _ConditionalGraph(denoiser)
-    return _Graph(denoiser)
+        return _ConditionalGraph(denoiser).eval()
+    return _Graph(denoiser).eval()
 
 
 def half_network(denoiser: nn.Module) -> nn.Module:

@@ -3,11 +3,16 @@ validation (ONNX Runtime vs torch) and ``edgediff check`` (TensorRT vs ONNX
 Runtime). Each side is any ``f(x float32, σ float32, **extra) -> array``, where
 a conditional artifact's ``extra`` holds ``class_labels`` (and ``guidance``).
 
-The verdict is polygraphy's comparator (``SimpleCompareFunc``, elementwise): an
-element fails only when it exceeds both tolerances, |got − ref| > atol and
+The verdict is polygraphy's comparator (``SimpleCompareFunc``, elementwise) on
+each sample divided by its call's magnitude m = max(1, |x̂|, |D|): an element
+fails only when it exceeds both tolerances, |got − ref| > atol·m and
 |got − ref| > rtol·|ref|. NaN or Inf from the side under test never passes.
+``atol`` is relative to m because that is the scale float32 rounds a call at
+(``edgediff.tolerance``, point 1): a VP or VE model's D at σ = 80 is x̂ − σ·F,
+the difference of two numbers of |x̂|'s size, so its rounding is a few ulps of
+|x̂| however small D is; with m = 1 the rule is the plain max(atol, rtol·|ref|).
 Alongside, edgediff reports max abs / max rel error and the worst element as a
-fraction of its tolerance max(atol, rtol·|ref|) — the same rule, as a number.
+fraction of its tolerance max(atol·m, rtol·|ref|) — the same rule, as a number.
 
 An export passes ``validate_onnx`` (ONNX Runtime vs the torch module) before it
 is moved into place; fp16 and int8 exports also pass ``sampling_check`` (final
@@ -111,6 +116,14 @@ def polygraphy_verdict(got: np.ndarray, ref: np.ndarray, atol: float, rtol: floa
     return bool(verdict)
 
 
+def call_magnitude(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Per sample, m = max(1, |x̂|, |D|), shaped to broadcast against the batch."""
+    n = len(ref)
+    m = np.maximum.reduce([np.ones(n), np.abs(x).reshape(n, -1).max(1),
+                           np.abs(ref).reshape(n, -1).max(1)])
+    return m.reshape(n, *[1] * (ref.ndim - 1)).astype(np.float32)
+
+
 def compare(got_fn: Fn, ref_fn: Fn, info: ArtifactInfo, atol: float, rtol: float,
             batches=VALIDATION_BATCHES) -> Validation:
     """Both sides on the validation inputs; polygraphy's verdict on every case."""
@@ -123,11 +136,12 @@ def compare(got_fn: Fn, ref_fn: Fn, info: ArtifactInfo, atol: float, rtol: float
             got = np.array(got_fn(x, sigma, **extra), dtype=np.float32)
             ref = np.array(ref_fn(x, sigma, **extra), dtype=np.float32)
             finite = bool(np.all(np.isfinite(got)))
-            passed &= finite and polygraphy_verdict(got, ref, atol, rtol)
+            m = call_magnitude(x, ref)
+            passed &= finite and polygraphy_verdict(got / m, ref / m, atol, rtol)
             err = np.abs(got.astype(np.float64) - ref)
             max_abs = max(max_abs, float(err.max()) if finite else np.inf)
             max_rel = max(max_rel, float((err / np.maximum(np.abs(ref), 1e-3)).max()))
-            tol = np.maximum(atol, rtol * np.abs(ref.astype(np.float64)))
+            tol = np.maximum(atol * m, rtol * np.abs(ref.astype(np.float64)))
             ratio = np.divide(err, tol, out=np.where(err > 0, np.inf, 0.0), where=tol > 0)
             worst = max(worst, float(ratio.max()) if finite else np.inf)
             cases += 1

@@ -13,6 +13,17 @@ def pytest_configure(config):
         "trt, ...); skipped with its install line when one of its modules is absent")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """No test writes to the user's cache (~/.cache/edgediff): every export a test
+    caches (snapshots given to sample/bench/check, TensorRT-EP engines) goes to a
+    folder of the session's, for this process and the commands it starts."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("EDGEDIFF_CACHE", str(tmp_path_factory.mktemp("edgediff-cache")))
+    yield
+    mp.undo()
+
+
 def missing_from(extra: str) -> list[str]:
     """The modules of ``extra`` (edgediff.errors.EXTRAS) that are not installed here."""
     modules = {module: shown for module, (shown, owner) in EXTRAS.items() if owner == extra}

@@ -13,7 +13,9 @@ A reader module holds:
 
 A new format is one new module here and one line in ``READERS``, which nothing
 else names: the CLI, the export and the lab reach readers through ``load_model``
-and ``models.loader.resolve_source``. The first reader whose ``can_read`` says yes
+and ``models.loader.resolve_source``. (One exception: ``edgediff info`` shows an
+EDM snapshot's records without building its network, through ``edm_snapshot``'s
+``can_read`` and ``models.snapshot``.) The first reader whose ``can_read`` says yes
 reads the path, so a format that shares a suffix with a more general one goes
 before it (a ``.pkl`` format peeks at its header ahead of ``native``, which takes
 any pickle on request).

@@ -15,7 +15,6 @@ an engine.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,11 +33,11 @@ _MAX_BINDINGS = 4  # batch sizes kept bound at once
 
 
 def default_cache_dir() -> Path:
-    """Where the TensorRT execution provider keeps its engines: $EDGEDIFF_CACHE, else
-    $XDG_CACHE_HOME/edgediff, else ~/.cache/edgediff; then ``ort-tensorrt``."""
-    root = os.environ.get("EDGEDIFF_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgediff"
-    return Path(root) / "ort-tensorrt"
+    """Where the TensorRT execution provider keeps its engines: ``ort-tensorrt`` in
+    edgediff's cache (``edgediff.fileio.cache_root``)."""
+    from edgediff.fileio import cache_root
+
+    return cache_root() / "ort-tensorrt"
 
 
 def _make_cache(cache_dir: Path | None) -> Path:

@@ -31,6 +31,11 @@ NUM = r"[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?"
 EXPECT = {
     "digits_quality": [rf"^7-NFE Heun samples vs held-out\s+\d+\s+{NUM}$",
                        rf"^real half A vs real half B\s+\d+\s+{NUM}$"],
+    "edm_snapshot": [rf"^export \(edgediff export, child process\): {NUM} s, peak RSS {NUM} MiB$",
+                     rf"batch 1, ms per sample: fp32 {NUM} \[{NUM}\]\s+int8 {NUM} \[{NUM}\]\s+"
+                     rf"torch {NUM} \[{NUM}\].*int8 vs fp32 {NUM}×, fp32 vs torch {NUM}×, "
+                     rf"int8 vs torch {NUM}×$",
+                     r"^samples: 2 × Heun 2 \(3 calls\) in .*, finite True,"],
     "export_validation": [rf"^unet-edm\s+fp32\s+{NUM}\s+{NUM}\s+{NUM}",
                           rf"^unet-edm\s+fp16\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}"],
     "generate_throughput": [rf"^Ray, 2 workers\s+{NUM}\s+\[{NUM}\]\s+{NUM}\s+{NUM}x$",
