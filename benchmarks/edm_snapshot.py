@@ -166,8 +166,9 @@ def main() -> None:
         tmp = Path(tmp)
         snapshot = tmp / "network-snapshot.pkl"
         params = write_cifar_snapshot(snapshot, TINY if a.tiny else CIFAR10)
+        size = snapshot.stat().st_size / 2**20
         print(f"EDM CIFAR-10 DDPM++ (VPPrecond, 10 classes{', tiny' if a.tiny else ''}): "
-              f"{params / 1e6:.1f} M parameters, snapshot {snapshot.stat().st_size / 2**20:.0f} MiB")
+              f"{params / 1e6:.1f} M parameters, snapshot {size:.0f} MiB")
         seconds, peak = export_in_child(snapshot, tmp / "fp32.onnx")
         print(f"export (edgediff export, child process): {seconds:.1f} s, peak RSS {peak:.0f} MiB")
         model, digest = resolve_source(str(snapshot))

@@ -44,7 +44,7 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except EdgediffError as e:  # user errors: one line, non-zero exit, no traceback
             error = click.ClickException(str(e))
-            error.exit_code = getattr(e, "exit_code", 1)  # RefusedFile: 2
+            error.exit_code = getattr(e, "exit_code", 1)  # RefusedFileError: 2
             raise error from None
         except ModuleNotFoundError as e:  # the one place a missing extra becomes its line
             missing = missing_extra_for(e)

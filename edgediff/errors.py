@@ -1,7 +1,7 @@
 """The one error type a user can cause, and its one refinement.
 
 Its message says what was asked, what is possible, and how to fix it; the CLI
-prints it as one line and exits non-zero (2 for a ``RefusedFile``, 1 otherwise).
+prints it as one line and exits non-zero (2 for a ``RefusedFileError``, 1 otherwise).
 Bugs are not EdgediffErrors and keep their tracebacks.
 """
 
@@ -10,7 +10,7 @@ class EdgediffError(Exception):
     """A user-facing error: bad input, a missing extra, an incompatible artifact."""
 
 
-class RefusedFile(EdgediffError):
+class RefusedFileError(EdgediffError):
     """A file edgediff will not read: one that asks to run code (a global outside a
     format's allowed set), or is truncated or malformed. The CLI exits with status
     2 for it (bad input), as click does for bad arguments; other errors exit 1."""

@@ -42,7 +42,8 @@ def describe_cpu(flags: frozenset[str] | None = None) -> str:
     flags = cpu_flags() if flags is None else flags
     have = [f for f in SPEED_FLAGS if f in flags]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu_model()}, {cores} cores; flags: {' '.join(have) or 'none of ' + '/'.join(SPEED_FLAGS)}"
+    shown = " ".join(have) or "none of " + "/".join(SPEED_FLAGS)
+    return f"{cpu_model()}, {cores} cores; flags: {shown}"
 
 
 def has_bf16(flags: frozenset[str] | None = None) -> bool:

@@ -5,7 +5,7 @@ record. Its class picks the parameterization (docs/design.md, "Maths"):
 
 | snapshot class | edgediff | network | σ range |
 |---|---|---|---|
-| ``VPPrecond`` (EDM) | ``vp`` | ``model_type``: SongUNet or DhariwalUNet | the VP schedule's, β from the record |
+| ``VPPrecond`` (EDM) | ``vp`` | ``model_type``: SongUNet, DhariwalUNet | VP's, β from the record |
 | ``VEPrecond`` (EDM) | ``ve`` | as above | the record's σ_min, σ_max |
 | ``EDMPrecond`` (EDM) | ``edm`` | as above | 0.002 … 80 (EDM's sampling range) |
 | ``Precond`` (EDM2) | ``edm`` | the magnitude-preserving UNet | 0.002 … 80 |
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgediff.errors import EdgediffError, RefusedFile
+from edgediff.errors import EdgediffError, RefusedFileError
 from edgediff.models.checkpoint import LoadedModel, make_config
 from edgediff.models.networks import one_hot_labels
 from edgediff.models.precond import EDMPrecond, VEPrecond, VPPrecond
@@ -64,11 +64,11 @@ def network_record(snapshot: Any) -> PersistentRecord:
     """The preconditioner record of a snapshot: ``snapshot["ema"]``, or the snapshot."""
     record = snapshot.get("ema") if isinstance(snapshot, dict) else snapshot
     if not isinstance(record, PersistentRecord):
-        raise RefusedFile("this pickle holds no EDM network (no 'ema' module record)")
+        raise RefusedFileError("this pickle holds no EDM network (no 'ema' module record)")
     if record.class_name == "iDDPMPrecond":
-        raise RefusedFile(IDDPM_REASON)
+        raise RefusedFileError(IDDPM_REASON)
     if record.class_name not in PRECONDS:
-        raise RefusedFile(f"the snapshot's network is a {record.class_name!r}; edgediff "
+        raise RefusedFileError(f"the snapshot's network is a {record.class_name!r}; edgediff "
                             f"rebuilds {', '.join(PRECONDS)}")
     return record
 
@@ -83,7 +83,7 @@ def describe(snapshot: Any) -> SnapshotModel:
     inner_name = "unet" if record.class_name == "Precond" else "model"
     inner = record.children.get(inner_name)
     if not isinstance(inner, PersistentRecord):
-        raise RefusedFile(f"the {record.class_name} record has no {inner_name!r} network")
+        raise RefusedFileError(f"the {record.class_name} record has no {inner_name!r} network")
     res, ch = int(_attr(record, "img_resolution", 0)), int(_attr(record, "img_channels", 0))
     label_dim = int(_attr(record, "label_dim", 0))
     params = sum(t.numel() for t in state_dict_of(record).values())
@@ -109,8 +109,9 @@ def _encoder(record) -> dict[str, Any] | None:
     if record is None or getattr(record, "class_name", None) == "StandardRGBEncoder":
         return None
     if not isinstance(record, PersistentRecord) or record.class_name != "StabilityVAEEncoder":
-        raise RefusedFile(f"the snapshot's encoder is a {getattr(record, 'class_name', record)!r}"
-                          f"; edgediff knows StabilityVAEEncoder and StandardRGBEncoder")
+        name = getattr(record, "class_name", record)
+        raise RefusedFileError(f"the snapshot's encoder is a {name!r}; edgediff knows "
+                               f"StabilityVAEEncoder and StandardRGBEncoder")
     values = {}
     for key in ("scale", "bias"):
         value = record.state.get(key)
@@ -118,7 +119,7 @@ def _encoder(record) -> dict[str, Any] | None:
         try:
             values[key] = [float(v) for v in np.atleast_1d(np.asarray(value, dtype=np.float64))]
         except (TypeError, ValueError):
-            raise RefusedFile(f"the snapshot's encoder has no numeric {key}") from None
+            raise RefusedFileError(f"the snapshot's encoder has no numeric {key}") from None
     return {"encoder": record.class_name, "vae_name": str(record.state.get("vae_name", "")),
             **values}
 
@@ -162,26 +163,26 @@ def _network(record: PersistentRecord) -> tuple[nn.Module, dict[str, torch.Tenso
         return _build(EDM2Network, kwargs, "EDM2 Precond"), state
     name = str(_attr(record, "model_type", "DhariwalUNet"))
     if name == "SongUNet":
-        from edgediff.models.edm.songunet import SongUNet as cls
+        from edgediff.models.edm.songunet import SongUNet as Network
     elif name == "DhariwalUNet":
-        from edgediff.models.edm.dhariwal import DhariwalUNet as cls
+        from edgediff.models.edm.dhariwal import DhariwalUNet as Network
     else:
-        raise RefusedFile(f"model_type {name!r} is not an EDM network edgediff rebuilds "
+        raise RefusedFileError(f"model_type {name!r} is not an EDM network edgediff rebuilds "
                             f"(SongUNet, DhariwalUNet)")
     inner = record.children["model"]
     tensors = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
     extra = sorted(k for k in state if not k.startswith("model."))
     if extra:
-        raise RefusedFile(f"the {record.class_name} record holds tensors outside its "
+        raise RefusedFileError(f"the {record.class_name} record holds tensors outside its "
                             f"network: {', '.join(extra[:3])}")
-    return _build(cls, inner.init_kwargs, name), tensors
+    return _build(Network, inner.init_kwargs, name), tensors
 
 
 def _build(cls, kwargs: dict, what: str) -> nn.Module:
     try:
         return cls(**kwargs)
     except TypeError as e:
-        raise RefusedFile(f"the snapshot's {what} arguments do not fit: {e}") from None
+        raise RefusedFileError(f"the snapshot's {what} arguments do not fit: {e}") from None
 
 
 def load_strict(net: nn.Module, tensors: dict[str, torch.Tensor], what: str) -> None:
@@ -194,7 +195,7 @@ def load_strict(net: nn.Module, tensors: dict[str, torch.Tensor], what: str) -> 
     problems = ([f"missing {', '.join(missing[:4])}"] if missing else []) + \
                ([f"unexpected {', '.join(extra[:4])}"] if extra else []) + wrong[:3]
     if problems:
-        raise RefusedFile(f"the {what} weights do not fit its architecture: "
+        raise RefusedFileError(f"the {what} weights do not fit its architecture: "
                             f"{'; '.join(problems)}")
     net.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()}, strict=True)
 

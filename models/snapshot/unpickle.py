@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgediff.errors import EdgediffError, RefusedFile
+from edgediff.errors import EdgediffError, RefusedFileError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # torch.save's legacy-format magic number
 STORAGE_DTYPES = {
@@ -111,7 +111,8 @@ def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=No
     size, stride = tuple(int(n) for n in size), tuple(int(n) for n in stride)
     if len(size) != len(stride) or int(offset) < 0 or min((*size, *stride), default=0) < 0:
         raise EdgediffError(f"a tensor in the snapshot has a malformed layout {size}/{stride}")
-    last = int(offset) + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else -1
+    steps = zip(size, stride, strict=True)
+    last = int(offset) + sum((n - 1) * s for n, s in steps) if all(size) else -1
     if last >= storage.numel:
         raise EdgediffError(f"a tensor of shape {size} reads past its storage of "
                             f"{storage.numel} elements")
@@ -183,14 +184,14 @@ ALLOWED = {
 }
 
 
-class _Refused(Exception):
+class _RefusedGlobalError(Exception):
     """A global outside the allowed set; becomes the one-line EdgediffError."""
 
 
 class _SnapshotUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) not in ALLOWED:
-            raise _Refused(f"{module}.{name}")
+            raise _RefusedGlobalError(f"{module}.{name}")
         return ALLOWED[(module, name)]
 
     def persistent_load(self, pid):
@@ -207,7 +208,7 @@ class _PayloadUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if module == "torch" and name in STORAGE_DTYPES:
             return STORAGE_DTYPES[name]
-        raise _Refused(f"{module}.{name} (inside a tensor payload)")
+        raise _RefusedGlobalError(f"{module}.{name} (inside a tensor payload)")
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"
@@ -256,15 +257,15 @@ def read_snapshot(path: str | Path) -> Any:
     try:
         with open(p, "rb") as f:
             return _SnapshotUnpickler(f).load()
-    except _Refused as e:
-        raise RefusedFile(f"{p} references {e}, which no EDM snapshot uses; refused it "
+    except _RefusedGlobalError as e:
+        raise RefusedFileError(f"{p} references {e}, which no EDM snapshot uses; refused it "
                           f"without running anything") from None
     except EdgediffError as e:
-        raise RefusedFile(f"{p}: {e}") from None
+        raise RefusedFileError(f"{p}: {e}") from None
     except OSError as e:
         raise EdgediffError(f"{p} could not be read: {e.strerror or e}") from None
     except Exception as e:  # truncated or corrupt: EOFError, UnpicklingError, struct ...
-        raise RefusedFile(f"{p} is truncated or not an EDM snapshot "
+        raise RefusedFileError(f"{p} is truncated or not an EDM snapshot "
                           f"({type(e).__name__}: {e})"[:300]) from None
 
 

@@ -35,7 +35,7 @@ def test_each_path_goes_to_the_reader_of_its_format(tmp_path):
 
 
 @pytest.mark.parametrize("make,name,message", [
-    (lambda f: None, "nothing.safetensors", "does not exist; give an edgediff checkpoint"),
+    (lambda f: None, "nothing.safetensors", "does not exist; give an NVlabs EDM"),
     (lambda f: (f / "m.txt").write_text("hi"), "m.txt", "not a model edgediff reads"),
 ])
 def test_an_unknown_path_is_refused_naming_every_format(tmp_path, make, name, message):

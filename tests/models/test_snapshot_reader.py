@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -188,3 +189,41 @@ def test_the_reader_claims_snapshots_only(tmp_path):
     assert edm_snapshot.can_read(FIXTURES / "edm2-cond-tiny.pkl")
     shutil.copy(FIXTURES / "edm2-cond-tiny.pkl", tmp_path / "snap.pt")
     assert not edm_snapshot.can_read(tmp_path / "snap.pt")
+
+
+def _written_songunet(tmp_path, name="net.pkl", edit=None):
+    from edgediff.models.edm.songunet import SongUNet
+
+    kwargs = {"img_resolution": 8, "in_channels": 3, "out_channels": 3, "model_channels": 8,
+              "channel_mult": [1, 2], "num_blocks": 1, "attn_resolutions": []}
+    net = SongUNet(**kwargs)
+    if edit:
+        edit(net)
+    return writer.write_snapshot(tmp_path / name, writer.edm_record("EDMPrecond", net, kwargs))
+
+
+def test_embedded_source_is_never_run_even_when_the_snapshot_is_good(tmp_path, monkeypatch):
+    """A readable snapshot whose every record carries source that writes the flag:
+    it exports (exit 0), and the flag never appears."""
+    flag = tmp_path / "ran"
+    monkeypatch.setattr(writer, "SOURCE", _flag_source(flag))
+    path = _written_songunet(tmp_path)
+    assert _flag_source(flag).encode() in path.read_bytes()
+    r = CliRunner().invoke(main, ["export", str(path), "-o", str(tmp_path / "m.onnx")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "m.onnx").is_file() and not flag.exists()
+
+
+@pytest.mark.parametrize("edit, says", [
+    (lambda net: net._parameters.update(extra=torch.nn.Parameter(torch.zeros(2))),
+     "unexpected extra"),
+    (lambda net: net.enc["8x8_conv"]._parameters.pop("bias"), "missing enc.8x8_conv.bias"),
+    (lambda net: net.enc["8x8_conv"]._parameters.update(
+        bias=torch.nn.Parameter(torch.zeros(9))), "enc.8x8_conv.bias is (9,) in the snapshot"),
+], ids=["unexpected", "missing", "shape"])
+def test_weights_load_strictly_and_a_misfit_names_the_tensor(tmp_path, edit, says):
+    from edgediff.models.readers import load_model
+
+    path = _written_songunet(tmp_path, edit=edit)
+    with pytest.raises(EdgediffError, match=re.escape(says)):
+        load_model(path)
