@@ -40,6 +40,7 @@ from edgediff.errors import EdgediffError
 from edgediff.export.int8 import Int8Options
 from edgediff.export.onnx import ExportOptions, export_onnx
 from edgediff.hardware import describe_cpu, has_bf16
+from edgediff.lab.timing import interleaved
 from edgediff.models.edm.songunet import SongUNet
 from edgediff.models.loader import resolve_source
 from edgediff.models.snapshot import writer
@@ -77,18 +78,6 @@ def session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def timed(fns: dict, reps: int) -> dict[str, np.ndarray]:
-    for fn in fns.values():
-        fn()
-    out = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            out[k].append((time.perf_counter() - t0) * 1e3)
-    return {k: np.asarray(v) for k, v in out.items()}
-
-
 def torch_calls(net, x, s, y) -> dict:
     xt, st, yt = torch.from_numpy(x), torch.from_numpy(s), torch.from_numpy(y)
 
@@ -108,8 +97,8 @@ def speed(paths: dict, net, batch: int, a) -> None:
     s, y = np.full(batch, 2.0, np.float32), (np.arange(batch) % 10).astype(np.int64)
     feed = {"x": x, "sigma": s, "class_labels": y}
     sessions = {k: session(p, a.threads) for k, p in paths.items()}
-    t = timed({k: (lambda se=se: se.run(None, feed)) for k, se in sessions.items()}, a.reps)
-    t |= timed(torch_calls(net, x, s, y), a.reps)  # its own block: OpenMP threads spin
+    t = interleaved({k: (lambda se=se: se.run(None, feed)) for k, se in sessions.items()}, a.reps)
+    t |= interleaved(torch_calls(net, x, s, y), a.reps)  # its own block: OpenMP threads spin
     med = {k: float(np.median(v)) / batch for k, v in t.items()}
     p90 = {k: float(np.percentile(v, 90)) / batch for k, v in t.items()}
     print(f"  batch {batch}, ms per sample: " + "  ".join(

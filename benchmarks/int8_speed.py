@@ -24,7 +24,6 @@ import collections
 import json
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,8 @@ import torch
 
 from edgediff.export.int8 import Int8Options
 from edgediff.export.onnx import ExportOptions, export_onnx
+from edgediff.hardware import cpu_flags
+from edgediff.lab.timing import interleaved
 from edgediff.models.loader import resolve_source
 
 CIFAR = {"sample_size": 32, "block_out_channels": (128, 256, 256, 256), "layers_per_block": 2}
@@ -42,13 +43,7 @@ QUICK = {"reps": 3, "calibration": 2, "batches": [1, 2], "tiny": True}
 
 
 def cpu_int8_features() -> str:
-    flags = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags |= set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    flags = cpu_flags()
     have = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp") if f in flags]
     return f"{platform.machine()}: " + (", ".join(have) if have else
                                          "no int8 dot-product extension found")
@@ -91,19 +86,6 @@ def cifar_model(folder: Path, size: dict):
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(folder / "scheduler")
     sized = "CIFAR-sized" if size == CIFAR else f"tiny {size['sample_size']}×{size['sample_size']}"
     return f"{sized} UNet2DModel ({params:.1f} M)", *resolve_source(str(folder))
-
-
-def timed(fns: dict, reps: int) -> dict[str, np.ndarray]:
-    for fn in fns.values():
-        fn()
-        fn()
-    out = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            out[k].append((time.perf_counter() - t0) * 1e3)
-    return {k: np.asarray(v) for k, v in out.items()}
 
 
 def main() -> None:
@@ -150,9 +132,10 @@ def main() -> None:
                 # the two ONNX Runtime sessions interleaved; torch in its own block
                 # (its OpenMP threads spin after each call and would slow the next
                 # session's threads)
-                t = timed({"fp32": lambda sf=sf, feed=feed: sf.run(None, feed),
-                           "int8": lambda si=si, feed=feed: si.run(None, feed)}, a.reps)
-                t |= timed({"torch": eager}, a.reps)
+                t = interleaved({"fp32": lambda sf=sf, feed=feed: sf.run(None, feed),
+                                 "int8": lambda si=si, feed=feed: si.run(None, feed)},
+                                a.reps, warmup=2)
+                t |= interleaved({"torch": eager}, a.reps, warmup=2)
                 med = {k: float(np.median(v)) for k, v in t.items()}
                 p90 = {k: float(np.percentile(v, 90)) for k, v in t.items()}
                 print(f"  batch {batch}: " + "  ".join(

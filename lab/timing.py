@@ -1,9 +1,11 @@
 """Timed sampling: the samples of one run and the wall time per sample of each
-batch, the same way here and on a Ray worker (``edgediff.lab.cluster``)."""
+batch, the same way here and on a Ray worker (``edgediff.lab.cluster``); and
+calls timed side by side (``interleaved``), as the benchmarks compare them."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,3 +46,19 @@ def timed_sample(denoiser: Denoiser, request: TimedRequest) -> tuple[np.ndarray,
                           run=RunOptions(first=r.first + start, batch=n)))
         times.append((time.perf_counter() - t0) / n)
     return np.concatenate(out), times
+
+
+def interleaved(calls: dict[str, Callable[[], Any]], reps: int, warmup: int = 1
+                ) -> dict[str, np.ndarray]:
+    """Milliseconds per call of each of ``calls``, ``reps`` rounds of one call each in
+    turn (so drift in the machine's speed hits all alike), after ``warmup`` calls each."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    out: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(reps):
+        for k, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            out[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: np.asarray(v) for k, v in out.items()}
