@@ -36,10 +36,8 @@ import onnxruntime as ort
 import torch
 
 from edgediff import runtime
-from edgediff.errors import EdgediffError
-from edgediff.export.int8 import Int8Options
-from edgediff.export.onnx import ExportOptions, export_onnx
 from edgediff.hardware import describe_cpu, has_bf16
+from edgediff.lab.speed import int8_for_timing
 from edgediff.lab.timing import interleaved
 from edgediff.models.edm.songunet import SongUNet
 from edgediff.models.loader import resolve_source
@@ -111,24 +109,6 @@ def speed(paths: dict, net, batch: int, a) -> None:
           f"{np.sqrt(np.mean((d8 - d32) ** 2)):.3g} (data range ±1)")
 
 
-def int8_export(model, digest: str, out: Path, calibration: int, gate: bool = True) -> str:
-    """The int8 graph behind its quality gate (the export's own: RMS of int8 − fp32
-    within the default tolerance). Random weights may fail it; the graph is then
-    written past the gate and timed as a speed figure only, and the line says so."""
-    t0 = time.perf_counter()
-    try:
-        if not gate:
-            raise EdgediffError("not run (--no-gate)")
-        check = export_onnx(model, out, ExportOptions(validate=False, int8=Int8Options(
-            calibration=calibration)), source_sha256=digest)
-        return f"int8 export: {time.perf_counter() - t0:.1f} s; quality gate passed: {check}"
-    except EdgediffError as e:
-        export_onnx(model, out, ExportOptions(validate=False, force=True, int8=Int8Options(
-            calibration=calibration, tolerance=1e9)), source_sha256=digest)
-        return (f"int8 export: {time.perf_counter() - t0:.1f} s; quality gate FAILED, so its "
-                f"times below are a speed figure only, not a usable model: {e}")
-
-
 def net_res(a) -> int:
     return (TINY if a.tiny else CIFAR10)["img_resolution"]
 
@@ -161,7 +141,7 @@ def main() -> None:
         seconds, peak = export_in_child(snapshot, tmp / "fp32.onnx")
         print(f"export (edgediff export, child process): {seconds:.1f} s, peak RSS {peak:.0f} MiB")
         model, digest = resolve_source(str(snapshot))
-        print(int8_export(model, digest, tmp / "int8.onnx", a.calibration, a.gate))
+        print(int8_for_timing(model, digest, tmp / "int8.onnx", a.calibration, a.gate))
         net = model.denoiser.float().eval()
         for batch in a.batches:
             speed({"fp32": tmp / "fp32.onnx", "int8": tmp / "int8.onnx"}, net, batch, a)

@@ -80,6 +80,16 @@ def conditioning_options(f):
     return f
 
 
+def cond_option(f):
+    """--cond NAME=FILE.npy, for models with tensor conditioning."""
+    return click.option(
+        "--cond", "cond", multiple=True, metavar="NAME=FILE.npy",
+        help="Tensor conditioning (repeatable): a declared input, e.g. encoder_hidden_states, "
+             "from a .npy file of its shape (every sample) or [--num, *shape] (one per "
+             "sample). With --guidance, the unconditional pass uses the model's stored null "
+             "value. edgediff info lists a model's inputs.")(f)
+
+
 def ray_options(f):
     """--ray [ADDRESS] and --workers."""
     f = click.option("--workers", type=click.IntRange(1), default=2, show_default=True,

@@ -27,8 +27,9 @@ def command(artifact, source, onnx_path, atol, rtol, allow_pickle):
     inputs (σ_min, a log sweep, σ_max; batches 1, 3, 16).
 
     An .onnx file is compared with its torch SOURCE (a checkpoint, a diffusers
-    folder, an NVlabs snapshot, 'bundled', 'bundled-cond', 'mixture2d' or
-    'mixture2d-cond'; the shipped models are found by their hash). A .plan is
+    folder, an NVlabs snapshot, 'bundled', 'bundled-cond', 'mixture2d',
+    'mixture2d-cond' or 'mixture2d-flow'; the shipped models are found by their
+    hash). A .plan is
     compared with its ONNX file (needs TensorRT and a GPU). An NVlabs EDM/EDM2
     snapshot as ARTIFACT is exported once into the cache ($EDGEDIFF_CACHE, else
     ~/.cache/edgediff), and the cached graph is compared with the snapshot.

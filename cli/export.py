@@ -58,10 +58,12 @@ def command(source, out, force, opset, no_validate, fp16, atol, rtol, guidance, 
     """Export SOURCE to ONNX as one function D(x, sigma) -> denoised, with metadata.
 
     SOURCE is a checkpoint (NAME.safetensors with NAME.json beside it), a local
-    diffusers folder, 'bundled' (the shipped digits model), 'bundled-cond' (the
-    shipped class-conditional digits model), 'mixture2d' (the
-    exact 2-D Gaussian-mixture denoiser) or 'mixture2d-cond' (the same, its classes
-    being its components). A class-conditional model's graph also takes
+    diffusers folder (UNet2DModel, UNet2DConditionModel, DiTTransformer2DModel), an
+    NVlabs EDM/EDM2 network snapshot, 'bundled' (the shipped digits model),
+    'bundled-cond' (the shipped class-conditional digits model), 'mixture2d' (the
+    exact 2-D Gaussian-mixture denoiser), 'mixture2d-cond' (the same, its classes
+    being its components) or 'mixture2d-flow' (its exact velocity, as a
+    rectified-flow model). A class-conditional model's graph also takes
     class_labels. The export is checked, validated against torch with ONNX
     Runtime, and only then written.
 

@@ -29,11 +29,20 @@ def _artifact_lines(info) -> list[tuple[str, str]]:
         ("precision", info.precision),
         ("source sha256", info.source_sha256),
         ("quality reference", json.dumps(info.reference) if info.reference else "none"),
-        ("conditioning", "none (unconditional)" if not info.num_classes else
-         f"{info.num_classes} classes (0…{info.num_classes - 1}), null label {info.null_label}"
-         + ("; guidance input: classifier-free guidance in one launch"
-            if info.guidance_input else "")),
+        ("conditioning", _conditioning_line(info)),
     ]
+
+
+def _conditioning_line(info) -> str:
+    parts = []
+    if info.num_classes:
+        parts.append(f"{info.num_classes} classes (0…{info.num_classes - 1}), null label "
+                     f"{info.null_label}" + ("; guidance input: classifier-free guidance in "
+                                             "one launch" if info.guidance_input else ""))
+    for t in info.tensors:
+        null = "zeros" if not t.null.any() else "stored"
+        parts.append(f"tensor {t.describe()} (null value: {null}; feed with --cond)")
+    return "; ".join(parts) or "none (unconditional)"
 
 
 def _onnx(path: Path, as_json: bool) -> None:

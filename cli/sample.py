@@ -10,6 +10,7 @@ import click
 from edgediff.cli._sampling import (
     artifact_path,
     backend_options,
+    cond_option,
     conditioning_options,
     load_artifact,
     pass_knobs,
@@ -43,13 +44,14 @@ def _list_presets(ctx, _param, value):
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
               help="Seed: sample k draws from its own stream (seed, k).")
 @conditioning_options
+@cond_option
 @backend_options
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("out/sample"), show_default=True, help="Output folder.")
 @click.option("--list-presets", is_flag=True, is_eager=True, expose_value=False,
               callback=_list_presets, help="List the solver presets and exit.")
 @pass_knobs
-def command(artifact, preset, solver, steps, num, batch, seed, classes, guidance, guide,
+def command(artifact, preset, solver, steps, num, batch, seed, classes, guidance, guide, cond,
             provider, threads, cuda_graph, metadata_file, out, knobs):
     """Sample ARTIFACT (an exported .onnx file or a TensorRT .plan) with the
     torch-free runtime; write samples.npz and a PNG (image grid or 2-D scatter).
@@ -71,7 +73,9 @@ def command(artifact, preset, solver, steps, num, batch, seed, classes, guidance
       edgediff sample digits-cond.onnx --class all --num 8 --guidance 2
       edgediff sample digits-cond.onnx --class 3 --guidance 2 --guide digits-small.onnx
       edgediff sample network-snapshot.pkl --num 16 --steps 32 --class 3
+      edgediff sample sd-unet.onnx --cond encoder_hidden_states=prompt.npy --guidance 7.5
     """
+    from edgediff.conditioning import tensors_from_files
     from edgediff.lab.draw import DrawOptions, plan_draw
     from edgediff.lab.outputs import figures_missing
 
@@ -82,6 +86,7 @@ def command(artifact, preset, solver, steps, num, batch, seed, classes, guidance
                                                        cuda_graph, max_batch=batch)
     draw = plan_draw(D, DrawOptions(num, seed, batch, solver, steps, options, classes,
                                     guidance), guide_D)
+    draw.tensors = tensors_from_files(cond, D.info, draw.num)
     missing = figures_missing()
     label = f"{draw.settings.solver}, {draw.settings.steps} steps"
     with atomic_folder(out) as folder:  # nothing lands unless the whole run succeeds

@@ -38,6 +38,7 @@ from edgediff.metadata import (
 from edgediff.mixture import GaussianMixture
 from edgediff.schedules import Schedule
 from edgediff.settings import SolverSettings
+from edgediff.tensor_conditioning import TensorSpec, parse_tensors
 
 
 @dataclass(frozen=True)
@@ -113,23 +114,37 @@ class ArtifactInfo:
     def _check_conditioning(self) -> None:
         c = self.conditioning
         allowed = ('a JSON object {"num_classes": K ≥ 1, "null_label": an id in 0…K (the '
-                   'unconditional pass), "guidance_input": true or false}')
-        if not isinstance(c, dict) or set(c) - {"num_classes", "null_label", "guidance_input"}:
+                   'unconditional pass), "guidance_input": true or false, "tensors": {...} '
+                   '(optional; then the class keys are optional)}')
+        if not isinstance(c, dict) or set(c) - {"num_classes", "null_label", "guidance_input",
+                                                "tensors"}:
             raise MetadataError("conditioning", c, allowed)
+        specs = parse_tensors(c["tensors"]) if "tensors" in c else ()
+        object.__setattr__(self, "_tensor_specs", specs)
         k, null = c.get("num_classes"), c.get("null_label")
+        if specs and k is None and null is None:
+            if c.get("guidance_input", False) is not False:  # the graph doubles class labels
+                raise MetadataError("conditioning", c, "guidance_input needs classes")
+            return
         ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (k, null))
         if not ints or k < 1 or not 0 <= null <= k \
-                or not isinstance(c.get("guidance_input", False), bool):
+                or not isinstance(c.get("guidance_input", False), bool) \
+                or (specs and c.get("guidance_input", False)):
             raise MetadataError("conditioning", c, allowed)
 
     @property
     def num_classes(self) -> int:
-        """0 for an unconditional model."""
-        return int(self.conditioning["num_classes"]) if self.conditioning else 0
+        """0 for a model without classes."""
+        return int(self.conditioning.get("num_classes", 0)) if self.conditioning else 0
 
     @property
     def null_label(self) -> int | None:
-        return int(self.conditioning["null_label"]) if self.conditioning else None
+        return int(self.conditioning["null_label"]) if self.num_classes else None
+
+    @property
+    def tensors(self) -> tuple[TensorSpec, ...]:
+        """The declared tensor-conditioning inputs (``edgediff.tensor_conditioning``)."""
+        return getattr(self, "_tensor_specs", ())
 
     @property
     def guidance_input(self) -> bool:

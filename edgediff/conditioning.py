@@ -71,3 +71,29 @@ def labels_from_text(text: str | None, info, num: int) -> np.ndarray | None:
         else np.full(num, ids[0], np.int64)
 
 
+
+
+def tensors_from_files(pairs, info, num: int) -> dict[str, np.ndarray] | None:
+    """--cond NAME=FILE.npy (repeatable): tensor conditioning read from .npy files
+    (never pickles), checked against the artifact for ``num`` samples."""
+    from edgediff.tensor_conditioning import check_tensors
+
+    if not pairs:
+        return None
+    tensors = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise EdgediffError(f"--cond takes NAME=FILE.npy, got {pair!r}")
+        if name in tensors:
+            raise EdgediffError(f"--cond gives {name} twice")
+        try:
+            tensors[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise EdgediffError(f"--cond {name}: cannot read {path} as a .npy array: "
+                                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                                ) from None
+    try:
+        return check_tensors(info.tensors, tensors, num)
+    except EdgediffError as e:
+        raise EdgediffError(f"--cond: {e}") from None

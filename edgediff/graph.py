@@ -10,7 +10,10 @@ Every input has the batch as its leading, dynamic axis:
 - ``class_labels`` int64 [B], a class-conditional graph's ids (the null id: an
   unconditional pass);
 - ``guidance`` float32 [B], a --guidance graph's scale w (1: the conditional model
-  alone).
+  alone);
+- one float32 [B, *shape] input per declared tensor conditioning
+  (``edgediff.tensor_conditioning``), in declaration order, holding its null
+  value when a caller leaves it out.
 """
 
 from __future__ import annotations
@@ -32,12 +35,12 @@ _ONNX_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
 class GraphInput:
     """One input: its name, NumPy dtype, shape per sample (the graph adds the batch
     axis in front), and the value it holds when a caller leaves it out (None: the
-    caller always gives it)."""
+    caller always gives it; an array of ``shape``: a tensor's null value)."""
 
     name: str
     dtype: str
     shape: tuple[int, ...] = ()
-    fill: float | int | None = None
+    fill: float | int | np.ndarray | None = None
 
     @property
     def onnx_type(self) -> str:
@@ -62,6 +65,7 @@ def graph_inputs(info: ArtifactInfo) -> tuple[GraphInput, ...]:
         inputs.append(GraphInput("class_labels", "int64", fill=info.null_label))
     if info.guidance_input:
         inputs.append(GraphInput("guidance", "float32", fill=1.0))
+    inputs.extend(GraphInput(t.name, "float32", t.shape, fill=t.null) for t in info.tensors)
     return tuple(inputs)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
-from edgediff.schedules import EDMSchedule, Schedule
+from edgediff.schedules import EDMSchedule, FlowSchedule, Schedule
 from edgediff.settings import SolverSettings
 from edgediff.sigmas import check_sigmas, check_step_count, edm_sigmas, geometric_sigmas
 
@@ -37,16 +37,17 @@ def time_uniform_sigmas(n: int, schedule: Schedule) -> np.ndarray:
     return np.append(schedule.sigma(t), 0.0)
 
 
-
-
 def sigma_grid(info: TrainedRange, steps: int, *, grid: str | None = None,
-               spacing: str | None = None, rho: float | None = None) -> np.ndarray:
+               spacing: str | None = None, rho: float | None = None,
+               shift: float | None = None, mu: float | None = None) -> np.ndarray:
     """A σ grid with ``steps`` steps from the schedule's σ_max to its σ_min, ending in 0.
 
     ``grid``: "default" (the schedule's own: EDM's ρ-grid, VP's uniform t, VE's
     geometric σ, a DDPM model's timestep ``spacing``), "rho" (EDM's ρ-grid, eq 12,
     on any schedule), "lambda" (uniform in log-SNR, i.e. geometric in σ) or
     "time" (uniform in the schedule's own time t). Every solver takes every grid.
+    A flow schedule's default grid takes a timestep ``shift``, or diffusers' dynamic
+    shifting ``mu`` (shift e^μ), in place of its own (docs/flow.md).
     """
     schedule = info.schedule
     grid = grid or "default"
@@ -59,8 +60,11 @@ def sigma_grid(info: TrainedRange, steps: int, *, grid: str | None = None,
                                                    and isinstance(schedule, EDMSchedule))):
         raise EdgediffError(f"rho shapes ρ-grids; ask for --grid rho (this run's grid is {grid}"
                             f"{' on a ' + type(schedule).__name__ if grid == 'default' else ''})")
+    flow_shift = _flow_shift(schedule, grid, shift, mu)
     lo, hi = schedule.sigma_min, schedule.sigma_max
     if grid == "default":
+        if flow_shift is not None:
+            return schedule.sigmas(steps, flow_shift)
         if discrete:
             return schedule.sigmas(steps, spacing or "leading")
         if rho is not None:
@@ -73,6 +77,21 @@ def sigma_grid(info: TrainedRange, steps: int, *, grid: str | None = None,
     if grid == "time":
         return time_uniform_sigmas(steps, schedule)
     raise EdgediffError(f"unknown grid {grid!r}; choose one of default, rho, lambda, time")
+
+
+def _flow_shift(schedule: Schedule, grid: str, shift: float | None, mu: float | None
+                ) -> float | None:
+    """The shift the grid options ask of a flow schedule's default grid, or None."""
+    if shift is None and mu is None:
+        return None
+    if not (isinstance(schedule, FlowSchedule) and grid == "default"):
+        raise EdgediffError("shift and mu shape a flow schedule's default grid; this "
+                            + (f"run's grid is {grid}" if isinstance(schedule, FlowSchedule)
+                               else f"model's schedule is {type(schedule).__name__}"))
+    if shift is not None and mu is not None:
+        raise EdgediffError(f"give shift or mu (shift = e^mu), not both; got shift={shift:g}, "
+                            f"mu={mu:g}")
+    return float(np.exp(mu)) if shift is None else shift
 
 
 def check_grid_range(info: TrainedRange, sigmas) -> list[float]:
@@ -90,5 +109,6 @@ def check_grid_range(info: TrainedRange, sigmas) -> list[float]:
 def settings_grid(info: TrainedRange, settings: SolverSettings) -> list[float]:
     """The checked σ grid that ``settings`` (a ``SolverSettings``) samples on."""
     grid = sigma_grid(info, settings.steps, grid=settings.options.get("grid"),
-                      spacing=settings.options.get("spacing"), rho=settings.options.get("rho"))
+                      spacing=settings.options.get("spacing"), rho=settings.options.get("rho"),
+                      shift=settings.options.get("shift"), mu=settings.options.get("mu"))
     return check_grid_range(info, grid)

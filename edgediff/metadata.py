@@ -14,7 +14,7 @@ import numpy as np
 
 from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
-from edgediff.schedules import EDMSchedule, Schedule, VESchedule, VPSchedule
+from edgediff.schedules import EDMSchedule, FlowSchedule, Schedule, VESchedule, VPSchedule
 
 PREFIX = "edgediff."
 # 2: optional ``conditioning`` (class labels, guidance). 3: ``default_sampler`` is named
@@ -25,7 +25,8 @@ OPTIONAL_KEYS = ("reference", "conditioning", "calibration", "latent")
 KEYS = ("format_version", "parameterization", "schedule", "sigma_min", "sigma_max",
         "sigma_data", "sample_shape", "data_range", "source_sha256", "default_solver",
         "precision")
-PARAMETERIZATIONS = ("edm", "vp", "ve", "epsilon", "v_prediction", "sample", "analytic", "denoiser")
+PARAMETERIZATIONS = ("edm", "vp", "ve", "epsilon", "v_prediction", "sample", "analytic", "denoiser",
+                     "flow")
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("trajectory", "noise", "single_sigma")
 REFERENCE_KINDS = ("dataset", "gaussian_mixture")
@@ -123,7 +124,7 @@ def sha(text: Any) -> str:
 
 
 
-SCHEDULES = {"vp": VPSchedule, "ve": VESchedule, "edm": EDMSchedule}
+SCHEDULES = {"vp": VPSchedule, "ve": VESchedule, "edm": EDMSchedule, "flow": FlowSchedule}
 
 
 def schedule_from_dict(d: dict[str, Any]) -> Schedule:

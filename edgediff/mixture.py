@@ -84,6 +84,23 @@ class GaussianMixture:
         per_k = self.means[None] + shrink[..., None] * (x[:, None] - self.means[None])
         return (r[..., None] * per_k).sum(1).reshape(shape)
 
+    def velocity(self, x: np.ndarray, t) -> np.ndarray:
+        """The exact rectified-flow velocity E[ε − x0 | x_t] at x_t = (1−t)x0 + tε
+        (docs/flow.md): per component x_t ~ N((1−t)μ_k, V_k I), V_k = (1−t)²τ_k² + t²,
+        and v_k = ((t − (1−t)τ_k²)/V_k)·(x_t − (1−t)μ_k) − μ_k. No division by t or
+        1 − t, so it holds on all of [0, 1], t = 1 (x_t = ε) included."""
+        shape = np.shape(x)
+        x = np.asarray(x, dtype=np.float64).reshape(-1, self.dim)
+        t = np.broadcast_to(np.asarray(t, dtype=np.float64).reshape(-1), (x.shape[0],))[:, None]
+        var = (1 - t) ** 2 * self.stds**2 + t**2                                 # [B, K]
+        diff = x[:, None] - (1 - t)[..., None] * self.means[None]              # [B, K, d]
+        logits = (np.log(self.weights) - 0.5 * self.dim * np.log(var)
+                  - 0.5 * (diff**2).sum(-1) / var)
+        r = np.exp(logits - logits.max(1, keepdims=True))
+        r /= r.sum(1, keepdims=True)
+        per_k = ((t - (1 - t) * self.stds**2) / var)[..., None] * diff - self.means[None]
+        return (r[..., None] * per_k).sum(1).reshape(shape)
+
     @property
     def null_label(self) -> int:
         """The class id that means "no label": one past the components."""

@@ -114,4 +114,14 @@ RHO = Option("rho", 7.0, 1.0, 1000.0,
              why="ρ < 1 crowds the steps at σ_max, and toward 0.5 the σ_min end cancels to 0; "
                  "past 1000 the grid is geometric to rounding",
              help="ρ-grids: the ρ of Karras et al. eq 5")
-GRID_OPTIONS = (GRID, SPACING, RHO)
+SHIFT = Option("shift", 1.0, 0.01, 100.0,
+               why="t ↦ s·t/(1 + (s−1)·t) is a bijection of [0, 1] for every s > 0; beyond "
+                   "[0.01, 100] the grid's steps collapse onto one end",
+               help="flow models: SD3's timestep shift s of the default grid (default: the "
+                    "schedule's own)")
+MU = Option("mu", 0.0, -4.6, 4.6,
+            why="diffusers' dynamic shifting is the shift s = e^μ; |μ| ≤ 4.6 keeps s in "
+                "[0.01, 100] like the shift option",
+            help="flow models: diffusers' dynamic shifting μ (shift e^μ; "
+                 "edgediff.sigmas.dynamic_shift computes it from the token count)")
+GRID_OPTIONS = (GRID, SPACING, RHO, SHIFT, MU)

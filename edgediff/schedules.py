@@ -21,15 +21,19 @@ from typing import Any
 import numpy as np
 
 from edgediff.errors import EdgediffError
-from edgediff.sigmas import check_range, check_step_count, edm_sigmas, geometric_sigmas
+from edgediff.sigmas import (
+    check_range,
+    check_step_count,
+    edm_sigmas,
+    flow_times,
+    geometric_sigmas,
+)
 
 ArrayLike = float | np.ndarray
 
 
-
 def f64(t: ArrayLike) -> np.ndarray:
     return np.asarray(t, dtype=np.float64)
-
 
 
 class Schedule(ABC):
@@ -212,3 +216,55 @@ class EDMSchedule(Schedule):
     def to_dict(self):
         return {"name": self.name, "sigma_min": self._sigma_min, "sigma_max": self._sigma_max,
                 "rho": self.rho}
+
+
+class FlowSchedule(Schedule):
+    """Rectified flow x_t = (1−t)·x0 + t·ε (docs/flow.md): s(t) = 1 − t and
+    σ(t) = t/(1 − t), so x_t = s·(x0 + σ·ε) and t = σ/(1 + σ).
+
+    t = 1 is σ = ∞, so sampling starts at ``t_max`` < 1 from x̂ ~ N(0, 1 + σ_max²), the
+    exact marginal there for unit-variance data (x_t has variance (1−t)² + t²).
+    ``shift`` is the default grid's timestep shift t ↦ s·t/(1 + (s−1)·t) (SD3);
+    the grid options ``shift`` and ``mu`` override it per run (``edgediff.grids``).
+    """
+
+    name = "flow"
+
+    def __init__(self, t_min: float = 1e-3, t_max: float = 1 - 1e-4, shift: float = 1.0):
+        if not (0 < t_min < t_max < 1 and 0 < shift < math.inf):
+            raise EdgediffError(f"flow schedule needs 0 < t_min < t_max < 1 and shift > 0, got "
+                                f"t_min={t_min}, t_max={t_max}, shift={shift}")
+        self.t_min, self.t_max, self.shift = float(t_min), float(t_max), float(shift)
+
+    def sigma(self, t):
+        t = f64(t)
+        return t / (1.0 - t)
+
+    def sigma_deriv(self, t):
+        return 1.0 / (1.0 - f64(t)) ** 2
+
+    def sigma_inv(self, sigma):
+        sigma = f64(sigma)
+        return sigma / (1.0 + sigma)
+
+    def s(self, t):
+        return 1.0 - f64(t)
+
+    def s_deriv(self, t):
+        return -np.ones_like(f64(t))
+
+    def prior_std(self, sigma):
+        return np.sqrt(1.0 + f64(sigma) ** 2)
+
+    @property
+    def t_range(self):
+        return (self.t_min, self.t_max)
+
+    def sigmas(self, n: int, shift: float | None = None) -> np.ndarray:
+        """Shifted uniform time from t_max to t_min (``edgediff.sigmas.flow_times``),
+        mapped through σ(t), σ_N = 0 appended."""
+        t = flow_times(n, self.t_min, self.t_max, self.shift if shift is None else shift)
+        return np.append(self.sigma(t), 0.0)
+
+    def to_dict(self):
+        return {"name": self.name, "t_min": self.t_min, "t_max": self.t_max, "shift": self.shift}

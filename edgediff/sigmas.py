@@ -87,3 +87,32 @@ def check_sigmas(sigmas) -> list[float]:
     if s[-1] != 0.0 or np.any(s[:-1] <= 0) or np.any(np.diff(s) >= 0) or not np.all(np.isfinite(s)):
         raise EdgediffError("a σ grid must be finite, strictly decreasing, positive, and end in 0")
     return s.tolist()
+
+
+def shift_time(t, shift: float) -> np.ndarray:
+    """SD3's timestep shift t ↦ s·t/(1 + (s−1)·t) (Esser et al. 2024, eq 23): a
+    bijection of [0, 1]; s > 1 spends more steps at high noise."""
+    t = np.asarray(t, dtype=np.float64)
+    return shift * t / (1.0 + (shift - 1.0) * t)
+
+
+def dynamic_shift(seq_len: int, base_seq_len: int = 256, max_seq_len: int = 4096,
+                  base_shift: float = 0.5, max_shift: float = 1.15) -> float:
+    """diffusers' ``use_dynamic_shifting``: μ linear in the image's token count, from
+    base_shift at base_seq_len to max_shift at max_seq_len (its ``calculate_shift``);
+    its exponential ``time_shift`` e^μ/(e^μ + 1/t − 1) is ``shift_time`` with s = e^μ,
+    so the grid option ``mu`` takes this value."""
+    slope = (max_shift - base_shift) / (max_seq_len - base_seq_len)
+    return float(base_shift + slope * (seq_len - base_seq_len))
+
+
+def flow_times(n: int, t_min: float, t_max: float, shift: float = 1.0) -> np.ndarray:
+    """n decreasing flow times t_i = shift(u_i), u_i uniform from shift⁻¹(t_max) to
+    shift⁻¹(t_min), so the shifted grid spans exactly [t_min, t_max]."""
+    n = check_step_count(n)
+    if not (0 < t_min < t_max < 1 and 0 < shift < math.inf):
+        raise EdgediffError(f"a flow grid needs 0 < t_min < t_max < 1 and shift > 0, got "
+                            f"t_min={t_min}, t_max={t_max}, shift={shift}")
+    lo, hi = shift_time(t_min, 1 / shift), shift_time(t_max, 1 / shift)  # shift⁻¹ = 1/shift
+    u = np.linspace(hi, lo, n) if n > 1 else np.array([hi])
+    return shift_time(u, shift)

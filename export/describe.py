@@ -37,16 +37,22 @@ def default_solver(config: dict) -> dict:
 
 
 def conditioning(config: dict, guidance: bool = False) -> dict | None:
-    """The artifact's conditioning for a class-conditional checkpoint (``num_classes``;
-    the null id, ``null_label``, defaults to num_classes: the all-zero one-hot row)."""
+    """The artifact's conditioning for a conditional checkpoint: its classes
+    (``num_classes``; the null id, ``null_label``, defaults to num_classes: the
+    all-zero one-hot row) and its tensor conditioning (``conditioning_tensors``:
+    the ``tensors`` entries of ``edgediff.tensor_conditioning.declare``)."""
     k = int(config.get("num_classes", 0))
-    if not k:
-        if guidance:
-            raise EdgediffError("--guidance exports classifier-free guidance, which needs a "
-                                "class-conditional model; this one has no classes")
-        return None
-    return {"num_classes": k, "null_label": int(config.get("null_label", k)),
-            "guidance_input": guidance}
+    tensors = config.get("conditioning_tensors")
+    if guidance and (not k or tensors):
+        raise EdgediffError("--guidance exports classifier-free guidance over class labels, "
+                            "which needs a class-conditional model without tensor "
+                            "conditioning; guide this one at run time (edgediff sample "
+                            "--guidance W) instead")
+    out = {"tensors": tensors} if tensors else {}
+    if k:
+        out.update(num_classes=k, null_label=int(config.get("null_label", k)),
+                   guidance_input=guidance)
+    return out or None
 
 
 def quality_reference(config: dict) -> dict | None:

@@ -12,7 +12,7 @@ when ``ModuleSpec.num_classes`` is set, and returns F shaped like ``x_in``:
 - ``c_noise`` [B], float32 even under fp16 (cast it where you embed it): the
   fractional DDPM timestep t(σ) ∈ [0, T−1] for discrete ``eps``/``v``/``x0``,
   (M−1)·σ⁻¹(σ) for ``eps`` on a continuous VP schedule, ln(σ)/4 for ``edm``, σ
-  itself for ``denoiser``;
+  itself for ``denoiser``, t·timestep_scale for ``flow`` (x_in is then x_t);
 - ``labels``: one-hot rows [B, K] in x_in's dtype, the null id K being the zero
   row (``models.networks.one_hot_labels``), or with ``labels="ids"`` the int64 ids
   [B] as the graph receives them.
@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import inspect
-import json
 import math
 import numbers
 import operator
@@ -41,6 +39,7 @@ from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError
 from edgediff.export.int8 import Int8Validation
 from edgediff.export.onnx import ExportOptions, export_onnx
+from edgediff.export.provenance import state_dict_sha256, write_provenance
 from edgediff.export.trace import half_network
 from edgediff.export.validation import Validation
 from edgediff.fileio import atomic_path
@@ -48,7 +47,7 @@ from edgediff.models import precond
 from edgediff.models.checkpoint import LoadedModel, make_config
 from edgediff.models.networks import one_hot_labels
 from edgediff.models.precond import Preconditioner
-from edgediff.schedules import EDMSchedule, Schedule, VPSchedule
+from edgediff.schedules import EDMSchedule, FlowSchedule, Schedule, VPSchedule
 
 PARAMETERIZATIONS = {  # what F predicts, and the schedules it is defined on
     "eps": "the noise ε, on a DiscreteSchedule (DDPM table) or a continuous VPSchedule",
@@ -56,6 +55,7 @@ PARAMETERIZATIONS = {  # what F predicts, and the schedules it is defined on
     "x0": "the clean sample (diffusers' 'sample'), on a DiscreteSchedule",
     "edm": "EDM's raw F (Karras et al. 2022), any schedule (default EDMSchedule())",
     "denoiser": "D(x̂; σ) itself, any schedule (default EDMSchedule())",
+    "flow": "the velocity v = ε − x0 of x_t = (1−t)x0 + tε, on a FlowSchedule (the default)",
 }
 LABELS = ("one_hot", "ids")
 
@@ -133,8 +133,8 @@ class _PassThrough(Preconditioner):
 
 
 def precondition(net: nn.Module, *, parameterization: str, sample_shape: Sequence[int],
-                 schedule: Schedule | None = None, spec: ModuleSpec = ModuleSpec()
-                 ) -> LoadedModel:
+                 schedule: Schedule | None = None, spec: ModuleSpec = ModuleSpec(),
+                 timestep_scale: float = 1.0) -> LoadedModel:
     """A float32 CPU copy of ``net`` inside its preconditioner, probed once, as the
     ``LoadedModel`` every exporter takes. ``net`` itself is left as it was."""
     if not isinstance(net, nn.Module):
@@ -144,7 +144,12 @@ def precondition(net: nn.Module, *, parameterization: str, sample_shape: Sequenc
     shape = _sample_shape(sample_shape)
     schedule = _schedule(parameterization, schedule)
     network = _Network(copy.deepcopy(net).to("cpu").float().eval(), spec)
-    denoiser = _preconditioner(parameterization, network, schedule, spec).eval()
+    if not _real(timestep_scale) or timestep_scale <= 0 or (
+            timestep_scale != 1 and parameterization != "flow"):
+        raise EdgediffError(f"timestep_scale multiplies a flow network's t: a finite number > 0, "
+                            f"for parameterization 'flow' only; got {timestep_scale!r}")
+    denoiser = (precond.FlowPrecond(network, timestep_scale) if parameterization == "flow"
+                else _preconditioner(parameterization, network, schedule, spec)).eval()
     source = f"module:{type(net).__module__}.{type(net).__qualname__}"
     provenance = {"source": source, "source_sha256": state_dict_sha256(net),
                   "parameterization": parameterization,
@@ -162,14 +167,15 @@ def precondition(net: nn.Module, *, parameterization: str, sample_shape: Sequenc
 
 def export_denoiser(net: nn.Module, path: str | Path, *, parameterization: str,
                     sample_shape: Sequence[int], schedule: Schedule | None = None,
-                    spec: ModuleSpec = ModuleSpec(), options: ExportOptions = ExportOptions()
-                    ) -> Validation | Int8Validation | None:
+                    spec: ModuleSpec = ModuleSpec(), options: ExportOptions = ExportOptions(),
+                    timestep_scale: float = 1.0) -> Validation | Int8Validation | None:
     """Export a torch network to the artifact at ``path`` (docs/artifact.md), exactly as
     ``edgediff export`` does a checkpoint: ``options`` are its ``ExportOptions``
     (fp16, int8, guidance, tolerances, force). ``parameterization`` says what ``net``
     predicts (``PARAMETERIZATIONS``); ``schedule`` is required for ``eps``, ``v`` and
     ``x0`` (``DiscreteSchedule(alphas_cumprod)``, ``DiscreteSchedule.from_betas(...)``
-    or, for ``eps``, ``VPSchedule()``). Returns the validation figures.
+    or, for ``eps``, ``VPSchedule()``); ``flow`` takes a ``FlowSchedule`` and a
+    ``timestep_scale`` (1000 for diffusers' transformers). Returns the validation figures.
 
     The artifact's ``source_sha256`` is ``state_dict_sha256(net)``; the ONNX file's
     ``doc_string`` records the provenance as JSON: source ``module:<class>``, that
@@ -177,7 +183,7 @@ def export_denoiser(net: nn.Module, path: str | Path, *, parameterization: str,
     if not isinstance(options, ExportOptions):
         raise EdgediffError(f"options takes an ExportOptions, not {type(options).__name__}")
     model = precondition(net, parameterization=parameterization, sample_shape=sample_shape,
-                         schedule=schedule, spec=spec)
+                         schedule=schedule, spec=spec, timestep_scale=timestep_scale)
     if options.fp16:  # the half network must run too (c_noise stays float32)
         _probe(model, half_network(model.denoiser), "float16")
     out = Path(path)
@@ -187,19 +193,8 @@ def export_denoiser(net: nn.Module, path: str | Path, *, parameterization: str,
     with atomic_path(out) as tmp:  # export_onnx writes tmp atomically; we add provenance
         result = export_onnx(model, tmp, dataclasses.replace(options, force=True),
                              source_sha256=provenance["source_sha256"])
-        _record(tmp, provenance)
+        write_provenance(tmp, provenance)
     return result
-
-
-def state_dict_sha256(net: nn.Module) -> str:
-    """sha256 over ``net.state_dict()`` in its order: each entry's name, dtype, shape
-    and raw bytes. Equal weights give equal hashes whatever the device."""
-    h = hashlib.sha256()
-    for name, tensor in net.state_dict().items():
-        t = tensor.detach().to("cpu").contiguous().reshape(-1)
-        h.update(f"{name}\0{t.dtype}\0{tuple(tensor.shape)}\0".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def _sample_shape(sample_shape) -> tuple[int, ...]:
@@ -224,6 +219,10 @@ def _schedule(parameterization: str, schedule: Schedule | None) -> Schedule:
                             f"{type(schedule).__name__}")
     if parameterization in ("edm", "denoiser"):
         return EDMSchedule() if schedule is None else schedule
+    if parameterization == "flow":
+        if schedule is None or isinstance(schedule, FlowSchedule):
+            return schedule or FlowSchedule()
+        raise EdgediffError(f"parameterization 'flow' needs a FlowSchedule, not {schedule.name!r}")
     discrete = isinstance(schedule, DiscreteSchedule)
     if discrete or (parameterization == "eps" and isinstance(schedule, VPSchedule)):
         return schedule
@@ -283,13 +282,3 @@ def _probe(model: LoadedModel, denoiser: Preconditioner, precision: str) -> None
     if not torch.isfinite(out).all():
         raise EdgediffError(f"{name} returned NaN or Inf ({precision}) on a probe batch at "
                             f"σ = {cfg['sigma_min']:g} and {cfg['sigma_max']:g}")
-
-
-def _record(path: str, provenance: dict) -> None:
-    """The provenance, as JSON, in the ONNX model's ``doc_string`` (ONNX Runtime's
-    ``get_modelmeta().description``); the ``edgediff.*`` metadata is untouched."""
-    import onnx
-
-    proto = onnx.load(path)
-    proto.doc_string = json.dumps(provenance)
-    onnx.save(proto, path)

@@ -1,7 +1,11 @@
 """The torch → ONNX trace: the module whose forward is the exported function
-D(x, σ[, class_labels[, guidance]]) → denoised, with the preconditioning folded
-in (the denoiser is the preconditioner around the network, ``models/precond.py``),
-and its half-precision variant.
+D(x, σ[, class_labels[, guidance]][, *tensors]) → denoised, with the
+preconditioning folded in (the denoiser is the preconditioner around the
+network, ``models/precond.py``), and its half-precision variant.
+
+A tensor-conditioned artifact (``edgediff.tensor_conditioning``) calls its
+denoiser as ``denoiser(x, sigma, class_labels, **tensors)`` (``class_labels``
+only when it has classes), each declared input by its name, float32 [B, *shape].
 
 Inputs and output follow ``edgediff.graph``: every axis 0 is the dynamic batch.
 """
@@ -58,11 +62,28 @@ class _GuidedGraph(_Graph):
         return d_u + w * (d_c - d_u)
 
 
+class _TensorGraph(_Graph):
+    """D(x, σ[, class_labels], *tensors): the declared tensor inputs, in order, go to
+    the denoiser by name."""
+
+    def __init__(self, denoiser: nn.Module, names: list[str], labels: bool):
+        super().__init__(denoiser)
+        self.names, self.labels = names, labels
+
+    def forward(self, x, sigma, *rest):
+        labels = rest[:1] if self.labels else ()
+        tensors = dict(zip(self.names, rest[len(labels):], strict=True))
+        return self.denoiser(x, sigma, *labels, **tensors)
+
+
 def export_graph(denoiser: nn.Module, info: ArtifactInfo) -> nn.Module:
     """The module whose forward is the exported function, for this artifact's inputs,
     in eval mode: ``torch.onnx.export`` puts the top module back in the mode it
     found it in, and every child with it, so a wrapper left in training mode would
     switch dropout back on in the torch reference the export is validated against."""
+    if info.tensors:
+        return _TensorGraph(denoiser, [t.name for t in info.tensors],
+                            bool(info.num_classes)).eval()
     if info.guidance_input:
         return _GuidedGraph(denoiser, info.null_label).eval()
     if info.num_classes:
@@ -85,10 +106,13 @@ def half_network(denoiser: nn.Module) -> nn.Module:
 def trace(graph: nn.Module, info: ArtifactInfo, path: str | Path, opset: int) -> None:
     """``torch.onnx.export`` (TorchScript tracing) of ``graph`` to ``path``, on an
     example batch of two at σ_min and σ_max."""
-    names = [i.name for i in graph_inputs(info)]
+    inputs = graph_inputs(info)
+    names = [i.name for i in inputs]
+    example = tuple(torch.from_numpy(i.buffer(2)) for i in inputs)
     example = (torch.zeros(2, *info.sample_shape),
-               torch.tensor([info.sigma_min, info.sigma_max]),
-               torch.zeros(2, dtype=torch.int64), torch.ones(2))[:len(names)]
+               torch.tensor([info.sigma_min, info.sigma_max], dtype=torch.float32),
+               *(torch.zeros(2, dtype=torch.int64) if n == "class_labels" else e
+                 for n, e in zip(names[2:], example[2:], strict=True)))
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(graph, example, path, input_names=names, output_names=[OUTPUT],

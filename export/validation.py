@@ -59,8 +59,9 @@ class Validation:
 
     def __str__(self) -> str:
         return (f"over {self.cases} batches: max abs {self.max_abs:.2e}, "
-                f"max rel {self.max_rel:.2e} (tolerance per element: max({self.atol:g}, "
-                f"{self.rtol:g}·|ref|), worst at {self.worst:.2f} of it; polygraphy: "
+                f"max rel {self.max_rel:.2e} (tolerance per element: max({self.atol:g}·m, "
+                f"{self.rtol:g}·|ref|), m = max(1, |x̂|, |D|) per sample; worst at "
+                f"{self.worst:.2f} of it; polygraphy: "
                 f"{'pass' if self.passed else 'FAIL'})" + (
                     "" if self.end_to_end is None else
                     "; end to end, {num} samples of {solver} {steps} steps vs the float32 "
@@ -70,7 +71,8 @@ class Validation:
 
 def validation_extras(info: ArtifactInfo, batch: int, seed: int) -> dict[str, np.ndarray]:
     """A conditional graph's other inputs: every class id and the null one in turn,
-    and for --guidance graphs scales 0, 1, 2.5 and 4 in turn."""
+    for --guidance graphs scales 0, 1, 2.5 and 4 in turn, and each declared tensor
+    (in order) its null value and standard normal values in turn."""
     extra = {}
     if info.num_classes:
         extra["class_labels"] = ((np.arange(batch) * 7 + seed) % (info.num_classes + 1)
@@ -79,6 +81,11 @@ def validation_extras(info: ArtifactInfo, batch: int, seed: int) -> dict[str, np
     if info.guidance_input:
         extra["guidance"] = np.array([0.0, 1.0, 2.5, 4.0], np.float32)[
             (np.arange(batch) + seed) % 4]
+    rng = np.random.default_rng(seed + 1)
+    for t in info.tensors:
+        value = rng.standard_normal((batch, *t.shape)).astype(np.float32)
+        value[(np.arange(batch) + seed) % 2 == 0] = t.null
+        extra[t.name] = value
     return extra
 
 

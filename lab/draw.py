@@ -29,6 +29,7 @@ class Draw:
     per_class: int | None
     guidance: float | None
     guide: Any
+    tensors: dict[str, np.ndarray] | None = None  # tensor conditioning (--cond)
 
     @property
     def steps_total(self) -> int:
@@ -44,7 +45,8 @@ class Draw:
         s = self.settings
         samples = sample(self.denoiser, self.num, seed=self.seed, solver=s.solver,
                          steps=s.steps, options=s.options,
-                         condition=Condition(self.labels, self.guidance, self.guide),
+                         condition=Condition(self.labels, self.guidance, self.guide,
+                                             self.tensors),
                          run=RunOptions(batch=self.batch, callback=callback))
         meta = {"artifact": str(artifact), "solver": s.solver, "steps": s.steps,
                 "options": s.options, "seed": self.seed, "num": self.num,

@@ -58,24 +58,58 @@ class GaussianMixtureDenoiser(nn.Module):
         return (own + (1 - onehot.sum(1, keepdim=True)) * mixed).reshape(x.shape)
 
 
-def mixture_model(mixture: GaussianMixture | None = None, conditional: bool = False):
+class GaussianMixtureVelocity(nn.Module):
+    """The exact flow velocity v(x_t, t) = E[ε − x0 | x_t] of the mixture
+    (``GaussianMixture.velocity``), called like a flow network: ``(x_t, t[,
+    class_labels])``; labels select a component's own velocity, the null id none."""
+
+    def __init__(self, mixture: GaussianMixture, sample_shape: tuple[int, ...] | None = None):
+        super().__init__()
+        self.oracle = GaussianMixtureDenoiser(mixture, sample_shape)  # its buffers
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        o, dtype = self.oracle, x.dtype
+        flat, t = x.reshape(x.shape[0], -1), t.to(dtype).reshape(-1, 1)
+        means, tau2 = o.means.to(dtype), o.variances.to(dtype)
+        var = (1 - t) ** 2 * tau2[None] + t**2                                  # [B, K]
+        diff = flat[:, None, :] - (1 - t)[..., None] * means[None]              # [B, K, d]
+        logits = (o.log_weights.to(dtype) - 0.5 * flat.shape[1] * torch.log(var)
+                  - 0.5 * (diff * diff).sum(-1) / var)
+        per_k = ((t - (1 - t) * tau2[None]) / var)[..., None] * diff - means[None]
+        pick = torch.softmax(logits, dim=1)
+        if class_labels is not None:  # one-hot rows (zero for the null id) pick one
+            onehot = (class_labels.reshape(-1, 1).long()
+                      == torch.arange(len(tau2), device=x.device)[None]).to(dtype)
+            pick = onehot + (1 - onehot.sum(1, keepdim=True)) * pick
+        return (pick[..., None] * per_k).sum(1).reshape(x.shape)
+
+
+def mixture_model(mixture: GaussianMixture | None = None, conditional: bool = False,
+                  flow: bool = False):
     """The exact mixture denoiser as a LoadedModel, so it exports like a checkpoint.
-    ``conditional``: its classes are its components (null label: their count)."""
+    ``conditional``: its classes are its components (null label: their count).
+    ``flow``: the exact velocity under ``FlowPrecond`` on a ``FlowSchedule``, i.e. the
+    artifact a rectified-flow model makes (parameterization "flow")."""
     import numpy as np
 
     from edgediff.mixture import default_mixture_2d
     from edgediff.models.checkpoint import LoadedModel, make_config
-    from edgediff.schedules import EDMSchedule
+    from edgediff.models.precond import FlowPrecond
+    from edgediff.schedules import EDMSchedule, FlowSchedule
 
     mixture = mixture or default_mixture_2d()
-    schedule = EDMSchedule()
+    schedule = FlowSchedule() if flow else EDMSchedule()
     mean = (mixture.weights[:, None] * mixture.means).sum(0)
     spread = (mixture.weights * ((mixture.means - mean) ** 2).sum(1)).sum() / mixture.dim
     sigma_data = float(np.sqrt(spread + (mixture.weights * mixture.stds**2).sum()))
     reach = np.abs(mixture.means).max() + 4 * mixture.stds.max()
-    config = make_config("analytic.gaussian_mixture", mixture.to_dict(), "analytic", schedule,
+    config = make_config("analytic.gaussian_mixture", mixture.to_dict(),
+                         "flow" if flow else "analytic", schedule,
                          (mixture.dim,), sigma_data=sigma_data, data_range=(-reach, reach),
                          provenance={"source": "analytic Gaussian mixture"})
     if conditional:
         config["num_classes"] = mixture.num_components
-    return LoadedModel(GaussianMixtureDenoiser(mixture).float(), config, schedule)
+    denoiser = (FlowPrecond(GaussianMixtureVelocity(mixture)) if flow
+                else GaussianMixtureDenoiser(mixture))
+    return LoadedModel(denoiser.float(), config, schedule)

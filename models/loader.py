@@ -13,21 +13,25 @@ from edgediff.fileio import sha256_of
 from edgediff.models.checkpoint import LoadedModel
 from edgediff.models.readers import reader_for
 
-SHIPPED = ("bundled", "bundled-cond", "mixture2d", "mixture2d-cond")
+SHIPPED = ("bundled", "bundled-cond", "mixture2d", "mixture2d-cond", "mixture2d-flow")
 
 
 def resolve_source(source: str, allow_pickle: bool = False) -> tuple[LoadedModel, str]:
     """(model, sha256 of its weights) for a path a reader reads, 'bundled',
-    'bundled-cond' (the class-conditional digits model), 'mixture2d' or
-    'mixture2d-cond' (its classes are its components). The exact mixture has no
-    weights: its digest is that of its JSON description."""
-    if source in ("mixture2d", "mixture2d-cond"):
+    'bundled-cond' (the class-conditional digits model), 'mixture2d',
+    'mixture2d-cond' (its classes are its components) or 'mixture2d-flow' (its
+    exact velocity, as a rectified-flow model: docs/flow.md). The exact mixture has
+    no weights: its digest is that of its JSON description."""
+    if source in ("mixture2d", "mixture2d-cond", "mixture2d-flow"):
         from edgediff.models.analytic import mixture_model
 
-        model = mixture_model(conditional=source == "mixture2d-cond")
+        model = mixture_model(conditional=source == "mixture2d-cond",
+                              flow=source == "mixture2d-flow")
         described = model.config["architecture"]["args"]
         if source == "mixture2d-cond":  # not the unconditional one's hash
             described = {**described, "num_classes": model.config["num_classes"]}
+        if source == "mixture2d-flow":  # nor the σ-space one's
+            described = {**described, "parameterization": "flow"}
         return model, hashlib.sha256(json.dumps(described).encode()).hexdigest()
     from edgediff.models.bundled import CONDITIONAL, bundled_path
 

@@ -154,8 +154,27 @@ class SamplePrecond(DiscretePrecond):
                 self.sigma_to_t(sigma))
 
 
+class FlowPrecond(Preconditioner):
+    """Rectified flow, F predicting v = ε − x0 at x_t = (1−t)·x0 + t·ε (docs/flow.md):
+    with s = 1 − t = 1/(1+σ), D = x_t − t·v reads c_skip 1/(1+σ), c_out −σ/(1+σ),
+    c_in 1/(1+σ), c_noise t = σ/(1+σ) times ``timestep_scale`` (1000 for diffusers'
+    transformers, which take timesteps)."""
+
+    parameterization = "flow"
+
+    def __init__(self, model, timestep_scale: float = 1.0):
+        super().__init__(model)
+        self.timestep_scale = float(timestep_scale)
+
+    def coefficients(self, sigma):
+        s = 1 / (1 + sigma)  # s(t) = 1 − t, without 1 − t's cancellation near t = 1
+        t = sigma * s
+        return s, -t, s, self.timestep_scale * t
+
+
 PRECONDITIONERS = {cls.parameterization: cls for cls in (
-    VPPrecond, VEPrecond, EDMPrecond, EpsilonPrecond, VPredictionPrecond, SamplePrecond)}
+    VPPrecond, VEPrecond, EDMPrecond, EpsilonPrecond, VPredictionPrecond, SamplePrecond,
+    FlowPrecond)}
 
 
 def make_precond(parameterization: str, model: nn.Module, **kwargs) -> Preconditioner:

@@ -13,6 +13,7 @@ from edgediff.artifact import ArtifactInfo
 from edgediff.conditioning import check_labels
 from edgediff.errors import EdgediffError
 from edgediff.graph import graph_inputs
+from edgediff.tensor_conditioning import check_tensors
 
 Callback = Callable[[dict[str, Any]], None] | None
 NoiseFn = Callable[[int], np.ndarray]
@@ -116,11 +117,13 @@ def report(callback: Callback, i: int, x: np.ndarray, sigma: float, sigma_next: 
                   "denoised": denoised})
 
 
-def fill_conditioning(info: ArtifactInfo, bound, class_labels, guidance) -> None:
-    """Write a call's class labels and guidance scale into a backend's bound inputs
-    (a conditional graph's ``class_labels``; a --guidance graph's ``guidance``); an
-    input the call leaves out holds its default (``edgediff.graph``: the null label,
-    scale 1)."""
+def fill_conditioning(info: ArtifactInfo, bound, class_labels, guidance,
+                      tensors: dict | None = None) -> None:
+    """Write a call's class labels, guidance scale and tensor conditioning into a
+    backend's bound inputs (a conditional graph's ``class_labels``; a --guidance
+    graph's ``guidance``; ``bound.tensors``, name → array); an input the call
+    leaves out holds its default (``edgediff.graph``: the null label, scale 1, a
+    tensor's null value)."""
     fills = {i.name: i.fill for i in graph_inputs(info)}
     if class_labels is not None:
         num = 1 if bound.class_labels is None else len(bound.class_labels)
@@ -135,6 +138,15 @@ def fill_conditioning(info: ArtifactInfo, bound, class_labels, guidance) -> None
                                                   bound.guidance.shape))
     elif bound.guidance is not None:
         bound.guidance.fill(fills["guidance"])
+    buffers = getattr(bound, "tensors", None)
+    if buffers is None:
+        if tensors:
+            raise EdgediffError("this backend does not feed tensor conditioning yet; use an "
+                                ".onnx artifact with ONNX Runtime")
+        return
+    given = check_tensors(info.tensors, tensors, len(bound.x))
+    for name, buffer in buffers.items():
+        np.copyto(buffer, given[name] if name in given else fills[name])
 
 
 def check_inputs(info: ArtifactInfo, x, sigma) -> tuple[np.ndarray, np.ndarray]:

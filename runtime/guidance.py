@@ -33,14 +33,21 @@ class Condition:
     ``guidance``, the scale w of D = D_u + w·(D_c − D_u) (None: no guidance); and
     ``guide``, autoguidance's second, weaker model (a ``Denoiser`` for
     ``runtime.sample``; the torch module for ``samplers.reference.reference_run``).
-    Classifier-free guidance is ``guidance`` without ``guide``. The labels are
-    checked against the artifact when a run starts (``check_labels``)."""
+    Classifier-free guidance is ``guidance`` without ``guide``. ``tensors``: tensor
+    conditioning, input name → array of its declared shape (one for all samples) or
+    [num, *shape] (one per sample); the unconditional pass feeds the artifact's
+    null values. Labels and tensors are checked against the artifact when a run
+    starts (``check_labels``, ``check_tensors``)."""
 
     labels: Any = None
     guidance: float | None = None
     guide: Any = None
+    tensors: dict[str, Any] | None = None
 
     def __post_init__(self):
+        if self.tensors is not None and not isinstance(self.tensors, dict):
+            raise EdgediffError(f"Condition(tensors=...) is a mapping of input name to array, "
+                                f"got {type(self.tensors).__name__}")
         if self.guidance is not None:
             object.__setattr__(self, "guidance", check_guidance(self.guidance))
         elif self.guide is not None:
@@ -49,7 +56,8 @@ class Condition:
     @property
     def given(self) -> bool:
         """Whether anything is asked beyond the plain, unconditional model."""
-        return self.labels is not None or self.guidance is not None or self.guide is not None
+        return (self.labels is not None or self.guidance is not None or self.guide is not None
+                or bool(self.tensors))
 
 
 class Guided:
@@ -88,57 +96,67 @@ class Guided:
 
 
 class Conditioned:
-    """A conditional backend with its class labels (and a --guidance graph's scale)
-    fixed: a plain denoiser D(x̂, σ) for the step loops. Binds like its backend,
-    with the labels written into the bound inputs once."""
+    """A conditional backend with its class labels, tensor conditioning (name →
+    float32 [1 or B, *shape]) and a --guidance graph's scale fixed: a plain
+    denoiser D(x̂, σ) for the step loops. Binds like its backend, with the
+    conditioning written into the bound inputs once."""
 
     def __init__(self, backend: Denoiser, labels: np.ndarray | None,
-                 guidance: float | None = None):
+                 guidance: float | None = None, tensors: dict | None = None):
         self.backend, self.labels, self.guidance = backend, labels, guidance
+        self.tensors = tensors or {}
         self.info = backend.info
         if hasattr(backend, "bind"):
             self.bind = self._bind
 
     def _bind(self, batch: int):
         bound = self.backend.bind(batch)
-        fill_conditioning(self.info, bound, self.labels, self.guidance)
+        fill_conditioning(self.info, bound, self.labels, self.guidance, self.tensors)
         return bound
 
     def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
         extra = {} if self.guidance is None else {"guidance": self.guidance}
-        if self.labels is None and not extra:
+        if self.labels is None and not extra and not self.tensors:
             return self.backend(x, sigma)
-        return self.backend(x, sigma, class_labels=self.labels, **extra)
+        return self.backend(x, sigma, class_labels=self.labels, **extra, **self.tensors)
 
 
 def guided_denoiser(denoiser: Denoiser, labels: np.ndarray | None, w: float | None,
-                    guide: Denoiser | None = None) -> Denoiser:
-    """What the step loops call for one batch whose samples ask for ``labels`` at
-    guidance scale ``w``:
+                    guide: Denoiser | None = None, tensors: dict | None = None) -> Denoiser:
+    """What the step loops call for one batch whose samples ask for ``labels`` and
+    ``tensors`` (tensor conditioning, checked) at guidance scale ``w``:
 
-    - no guidance (w None): the model with those labels (None: unconditional);
+    - no guidance (w None): the model with that conditioning (None: unconditional);
     - a --guidance graph: one launch, the scale passed in (form b);
-    - classifier-free guidance: labels against the null label (form a);
-    - autoguidance (``guide``): against the guiding model, same labels (form c).
+    - classifier-free guidance: labels and tensors against the null label and the
+      null tensors (form a);
+    - autoguidance (``guide``): against the guiding model, same conditioning
+      (form c; the guide gets the tensors it declares).
     """
     info = denoiser.info
+    tensors = tensors or {}
     if w is None:
         if guide is not None:
             raise EdgediffError("a guiding model needs a guidance scale (--guidance W)")
-        return Conditioned(denoiser, labels)
+        return Conditioned(denoiser, labels, tensors=tensors)
     w = check_guidance(w)
     if guide is not None:
         guide_labels = labels if guide.info.num_classes else None
-        return Guided(Conditioned(denoiser, labels), Conditioned(guide, guide_labels), w)
-    if not info.num_classes:
-        raise EdgediffError("classifier-free guidance needs a class-conditional model; for "
-                            "an unconditional one, guide with a weaker model (--guide)")
-    if labels is None:
+        names = {t.name for t in guide.info.tensors}
+        return Guided(Conditioned(denoiser, labels, tensors=tensors),
+                      Conditioned(guide, guide_labels, tensors={
+                          k: v for k, v in tensors.items() if k in names}), w)
+    if not info.num_classes and not info.tensors:
+        raise EdgediffError("classifier-free guidance needs a class-conditional model (or "
+                            "one with tensor conditioning); for an unconditional one, guide "
+                            "with a weaker model (--guide)")
+    if labels is None and info.num_classes:
         labels = np.full(1, info.null_label, np.int64)  # unguided: every pass is the null one
     if info.guidance_input:
         return Conditioned(denoiser, labels, guidance=w)
-    return Guided(Conditioned(denoiser, labels), Conditioned(denoiser, np.full_like(
-        labels, info.null_label)), w)
+    null_labels = None if labels is None else np.full_like(labels, info.null_label)
+    return Guided(Conditioned(denoiser, labels, tensors=tensors),
+                  Conditioned(denoiser, null_labels), w)
 
 
 def check_guide(info, guide_info) -> None:

@@ -21,6 +21,7 @@ from edgediff.runtime.backends import BackendOptions, open_artifact
 from edgediff.runtime.guidance import Condition, check_guide, guided_denoiser
 from edgediff.settings import SolverSettings, loop_options
 from edgediff.streams import NoiseStreams
+from edgediff.tensor_conditioning import check_tensors
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ def sample(denoiser: Denoiser, num: int, *, seed: int = 0, solver: str | None = 
     if sigmas is None:
         sigmas = settings_grid(info, settings)
     labels = check_labels(info, condition.labels, num)
+    tensors = check_tensors(info.tensors, condition.tensors, num)
     if condition.guide is not None:
         check_guide(info, condition.guide.info)
     out = np.empty((num, *info.sample_shape), dtype=np.float32)
@@ -97,7 +99,9 @@ def sample(denoiser: Denoiser, num: int, *, seed: int = 0, solver: str | None = 
         streams = NoiseStreams(seed, range(run.first + start, run.first + stop),
                                info.sample_shape)
         D = guided_denoiser(denoiser, None if labels is None else labels[start:stop],
-                            condition.guidance, condition.guide) if condition.given else denoiser
+                            condition.guidance, condition.guide, {
+                                k: v if len(v) == 1 else v[start:stop] for k, v in tensors.items()
+                            }) if condition.given else denoiser
         out[start:stop] = sample_batch(D, settings, sigmas, streams, run.callback)
         if run.on_batch is not None:
             run.on_batch(stop, num)

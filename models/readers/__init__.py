@@ -28,7 +28,13 @@ from typing import Protocol
 
 from edgediff.errors import EdgediffError
 from edgediff.models.checkpoint import LoadedModel
-from edgediff.models.readers import diffusers_unet, edm_snapshot, native
+from edgediff.models.readers import (
+    diffusers_cond_unet,
+    diffusers_dit,
+    diffusers_unet,
+    edm_snapshot,
+    native,
+)
 
 
 class Reader(Protocol):
@@ -46,6 +52,8 @@ class Reader(Protocol):
 READERS: tuple[Reader, ...] = (
     edm_snapshot,    # NVlabs EDM/EDM2 .pkl snapshots, read without running them
     native,          # NAME.safetensors + NAME.json; pickles with allow_pickle
+    diffusers_dit,   # a diffusers DiTTransformer2DModel folder (before the UNet's: any folder)
+    diffusers_cond_unet,  # a diffusers UNet2DConditionModel folder (before the UNet's)
     diffusers_unet,  # a diffusers UNet2DModel folder
 )
 

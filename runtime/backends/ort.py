@@ -82,8 +82,9 @@ def _import_ort():
 class _Binding:
     """Inputs and output of one batch size, allocated once: the ``Bound`` of
     ``edgediff.runtime._call`` — a step loop writes ``x`` and ``sigma`` and calls
-    ``run``. A conditional graph's ``class_labels`` start at the null label and a
-    --guidance graph's ``guidance`` at 1 (their ``GraphInput.fill``)."""
+    ``run``. A conditional graph's ``class_labels`` start at the null label, a
+    --guidance graph's ``guidance`` at 1 and tensor conditioning at its null value
+    (their ``GraphInput.fill``)."""
 
     def __init__(self, ort, session, batch: int, inputs: Sequence[GraphInput], device: str,
                  device_id: int, host_arrays: bool | None = None):
@@ -92,6 +93,8 @@ class _Binding:
         self.x, self.sigma = arrays["x"], arrays["sigma"]
         self.class_labels = arrays.get("class_labels")
         self.guidance = arrays.get("guidance")
+        self.tensors = {i.name: arrays[i.name] for i in inputs[2:]
+                        if i.name not in ("class_labels", "guidance")}
         shape = self.x.shape
         # ONNX Runtime reads and writes NumPy arrays in place (CPU), or device OrtValues
         self.on_host = device == "cpu" if host_arrays is None else host_arrays
@@ -219,16 +222,17 @@ class OrtDenoiser:
             self._bindings[batch] = binding
         return binding
 
-    def __call__(self, x: np.ndarray, sigma: np.ndarray, class_labels=None, guidance=None
-                 ) -> np.ndarray:
+    def __call__(self, x: np.ndarray, sigma: np.ndarray, class_labels=None, guidance=None,
+                 **tensors) -> np.ndarray:
         """D(x; σ) as float32 [B, *sample_shape]; the array is reused by the next call.
         A conditional model takes ``class_labels`` (default: the null label, an
-        unconditional pass); a --guidance graph its scale ``guidance`` (default 1)."""
+        unconditional pass); a --guidance graph its scale ``guidance`` (default 1);
+        a tensor-conditioned one its declared inputs by name (default: null values)."""
         x, sigma = check_inputs(self.info, x, sigma)
         binding = self.bind(x.shape[0])
         np.copyto(binding.x, x)
         np.copyto(binding.sigma, sigma)
-        fill_conditioning(self.info, binding, class_labels, guidance)
+        fill_conditioning(self.info, binding, class_labels, guidance, tensors)
         return binding.run()
 
 

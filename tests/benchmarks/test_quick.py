@@ -36,6 +36,11 @@ EXPECT = {
                      rf"torch {NUM} \[{NUM}\].*int8 vs fp32 {NUM}×, fp32 vs torch {NUM}×, "
                      rf"int8 vs torch {NUM}×$",
                      r"^samples: 2 × Heun 2 \(3 calls\) in .*, finite True,"],
+    "dit_speed": [rf"^fp32 export \(validated: (True|False)\): {NUM} s; opset 17, ",
+                  rf"batch 1, ms per call: fp32 {NUM} \[{NUM}\]\s+int8 {NUM} \[{NUM}\]\s+"
+                  rf"torch {NUM} \[{NUM}\].*int8 vs fp32 {NUM}×, fp32 vs torch {NUM}×, "
+                  rf"int8 vs torch {NUM}×$",
+                  r"^int8 export: .*quality gate (passed|FAILED|not run)"],
     "export_validation": [rf"^unet-edm\s+fp32\s+{NUM}\s+{NUM}\s+{NUM}",
                           rf"^unet-edm\s+fp16\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}"],
     "generate_throughput": [rf"^Ray, 2 workers\s+{NUM}\s+\[{NUM}\]\s+{NUM}\s+{NUM}x$",

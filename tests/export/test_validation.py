@@ -11,7 +11,7 @@ from edgediff.export.validation import compare
 from edgediff.schedules import EDMSchedule
 
 INFO = SimpleNamespace(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5, sample_shape=(2, 3),
-                       num_classes=0, guidance_input=False,
+                       num_classes=0, guidance_input=False, tensors=(),
                        schedule=EDMSchedule())
 
 

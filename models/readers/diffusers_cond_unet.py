@@ -1,0 +1,176 @@
+"""Reader of a local diffusers ``UNet2DConditionModel`` folder (Stable Diffusion's
+UNet and its kin): a tensor-conditioned artifact D(x̂, σ, encoder_hidden_states).
+
+Layouts, weights and the scheduler are read as for ``UNet2DModel``
+(``diffusers_unet``): a pipeline folder (``unet/`` and ``scheduler/``) or a UNet
+folder with ``scheduler_config.json``; safetensors only; nothing fetched.
+
+The artifact declares ``encoder_hidden_states`` float32 [seq, cross_attention_dim]
+(``edgediff.tensor_conditioning``). Text encoders stay outside edgediff, so:
+
+- its null value (classifier-free guidance's unconditional pass) is the array in
+  ``null_encoder_hidden_states.npy`` in the folder (or its ``unet/``), for
+  Stable Diffusion the text encoder's embedding of the empty prompt, saved by the
+  user; without that file it is the zero tensor (logged), which is *not* what
+  Stable Diffusion was trained with;
+- seq is that file's first axis, else the text encoder's
+  ``max_position_embeddings`` (``text_encoder/config.json``), else 77 (CLIP's).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from edgediff.discrete import DiscreteSchedule
+from edgediff.errors import EdgediffError, missing_extra
+from edgediff.models.checkpoint import LoadedModel, make_config
+from edgediff.models.readers.diffusers_unet import (
+    PREDICTION_TYPES,
+    _find,
+    alphas_cumprod_from,
+    clip_sample,
+)
+from edgediff.tensor_conditioning import declare
+
+log = logging.getLogger(__name__)
+DESCRIPTION = ("a local diffusers UNet2DConditionModel folder (unet/ and scheduler/, or "
+               "scheduler_config.json beside its config.json)")
+INPUT = "encoder_hidden_states"
+NULL_FILE = "null_encoder_hidden_states.npy"
+DEFAULT_SEQ = 77  # CLIP's context length
+_CLASS_RE = re.compile(rb'"_class_name"\s*:\s*"UNet2DConditionModel"')
+
+
+class DiffusersCondUNet(nn.Module):
+    """F(x, c_noise, encoder_hidden_states) around a diffusers UNet2DConditionModel;
+    c_noise is the fractional timestep. The preconditioner passes its third
+    argument through to the network, so the embedding rides in that slot."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x, c_noise, encoder_hidden_states):
+        return self.unet(x, c_noise, encoder_hidden_states=encoder_hidden_states,
+                         return_dict=False)[0]
+
+
+class TextConditioned(nn.Module):
+    """D(x̂, σ, encoder_hidden_states): the export's calling convention
+    (``export/trace.py``: tensors by name) around the preconditioned network."""
+
+    def __init__(self, precond: nn.Module):
+        super().__init__()
+        self.model = precond.model  # half_network (fp16 export) finds the network here
+        self.precond = precond
+
+    def forward(self, x, sigma, encoder_hidden_states):
+        return self.precond(x, sigma, encoder_hidden_states.to(x.dtype))
+
+
+def _config_of(path: Path) -> Path | None:
+    for cand in (path / "unet" / "config.json", path / "config.json"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def can_read(path: Path) -> bool:
+    """A folder whose (unet's) config.json names UNet2DConditionModel; only the file's
+    first 64 KiB are read."""
+    cfg = _config_of(path) if path.is_dir() else None
+    if cfg is None:
+        return False
+    with open(cfg, "rb") as f:
+        return bool(_CLASS_RE.search(f.read(65536)))
+
+
+def read(path: Path, *, allow_pickle: bool = False) -> LoadedModel:
+    """``load_cond_unet``; safetensors only, so ``allow_pickle`` is unused."""
+    return load_cond_unet(path)
+
+
+def weights(path: Path) -> Path:
+    """The whole folder (its files' sha256 in name order), the null file included."""
+    return path
+
+
+def _null(folder: Path, unet_dir: Path, width: int) -> tuple[np.ndarray | None, int]:
+    """The folder's null embedding (None: zeros) and the sequence length."""
+    for cand in (folder / NULL_FILE, unet_dir / NULL_FILE):
+        if cand.is_file():
+            try:
+                null = np.load(cand, allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise EdgediffError(f"{cand} is not a readable .npy array: {e}") from None
+            null = null[0] if null.ndim == 3 and len(null) == 1 else null  # [1, seq, dim]
+            if null.ndim != 2 or null.shape[1] != width \
+                    or not np.issubdtype(null.dtype, np.floating):
+                raise EdgediffError(f"{cand} has shape {list(null.shape)} ({null.dtype}); the "
+                                    f"UNet takes a float [seq, {width}] embedding")
+            return null.astype(np.float32), int(null.shape[0])
+    seq = DEFAULT_SEQ
+    text_cfg = folder / "text_encoder" / "config.json"
+    if text_cfg.is_file():
+        seq = int(json.loads(text_cfg.read_text()).get("max_position_embeddings", seq))
+    log.warning("%s has no %s: the unconditional pass of classifier-free guidance feeds "
+                "zeros [%d, %d]; for Stable Diffusion save the text encoder's empty-prompt "
+                "embedding there", folder, NULL_FILE, seq, width)
+    return None, seq
+
+
+def load_cond_unet(folder: str | Path) -> LoadedModel:
+    folder = Path(folder)
+    try:
+        from diffusers import UNet2DConditionModel
+    except ImportError:
+        raise missing_extra("diffusers", "diffusers") from None
+    unet_dir, sched_path = _find(folder)
+    try:
+        scfg = json.loads(sched_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise EdgediffError(f"{sched_path} is not readable JSON: {e}") from None
+    prediction = scfg.get("prediction_type", "epsilon")
+    if prediction not in PREDICTION_TYPES:
+        raise EdgediffError(f"prediction_type {prediction!r} in {sched_path} is not supported; "
+                            f"edgediff reads {', '.join(PREDICTION_TYPES)}")
+    clip, clip_range = clip_sample(scfg)
+    if not (unet_dir / "diffusion_pytorch_model.safetensors").is_file():
+        raise EdgediffError(f"{unet_dir} has no diffusion_pytorch_model.safetensors; edgediff "
+                            f"does not unpickle .bin weights — convert them to safetensors")
+    try:
+        unet = UNet2DConditionModel.from_pretrained(unet_dir, use_safetensors=True,
+                                                    local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise EdgediffError(f"could not load the UNet in {unet_dir}: {e}") from None
+    c = unet.config
+    extra = [k for k in ("num_class_embeds", "class_embed_type", "addition_embed_type",
+                         "encoder_hid_dim") if c.get(k) is not None]
+    if extra:
+        raise EdgediffError(f"{unet_dir}: {', '.join(extra)} set; edgediff reads "
+                            f"UNet2DConditionModels conditioned on encoder_hidden_states alone")
+    width = c.cross_attention_dim
+    if not isinstance(width, int):
+        raise EdgediffError(f"{unet_dir}: cross_attention_dim {width!r} varies per block; "
+                            f"edgediff reads one embedding width")
+    null, seq = _null(folder, unet_dir, width)
+    schedule = DiscreteSchedule(alphas_cumprod_from(scfg), {"source": "diffusers"})
+    precond = PREDICTION_TYPES[prediction](DiffusersCondUNet(unet), schedule.alphas_cumprod)
+    size = c.sample_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    config = make_config("diffusers.UNet2DConditionModel",
+                         json.loads(json.dumps(dict(c), default=str)), prediction, schedule,
+                         (c.in_channels, *size), data_range=(-clip_range, clip_range),
+                         provenance={"source": str(folder), "scheduler": scfg.get("_class_name"),
+                                     "timestep_spacing": scfg.get("timestep_spacing"),
+                                     "steps_offset": scfg.get("steps_offset", 0),
+                                     "clip_sample": clip, "null_embedding":
+                                         "file" if null is not None else "zeros"})
+    config["conditioning_tensors"] = {INPUT: declare(INPUT, (seq, width), null)}
+    return LoadedModel(TextConditioned(precond).eval(), config, schedule)
