@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,8 @@ from edgediff.models.readers.diffusers_unet import (
     _find,
     alphas_cumprod_from,
     clip_sample,
+    config_names,
+    scheduler_settings,
 )
 from edgediff.tensor_conditioning import declare
 
@@ -44,7 +45,6 @@ DESCRIPTION = ("a local diffusers UNet2DConditionModel folder (unet/ and schedul
 INPUT = "encoder_hidden_states"
 NULL_FILE = "null_encoder_hidden_states.npy"
 DEFAULT_SEQ = 77  # CLIP's context length
-_CLASS_RE = re.compile(rb'"_class_name"\s*:\s*"UNet2DConditionModel"')
 
 
 class DiffusersCondUNet(nn.Module):
@@ -74,21 +74,9 @@ class TextConditioned(nn.Module):
         return self.precond(x, sigma, encoder_hidden_states.to(x.dtype))
 
 
-def _config_of(path: Path) -> Path | None:
-    for cand in (path / "unet" / "config.json", path / "config.json"):
-        if cand.is_file():
-            return cand
-    return None
-
-
 def can_read(path: Path) -> bool:
-    """A folder whose (unet's) config.json names UNet2DConditionModel; only the file's
-    first 64 KiB are read."""
-    cfg = _config_of(path) if path.is_dir() else None
-    if cfg is None:
-        return False
-    with open(cfg, "rb") as f:
-        return bool(_CLASS_RE.search(f.read(65536)))
+    """A folder whose (unet's) config.json names UNet2DConditionModel."""
+    return config_names(path, "unet", "UNet2DConditionModel")
 
 
 def read(path: Path, *, allow_pickle: bool = False) -> LoadedModel:
@@ -132,14 +120,7 @@ def load_cond_unet(folder: str | Path) -> LoadedModel:
     except ImportError:
         raise missing_extra("diffusers", "diffusers") from None
     unet_dir, sched_path = _find(folder)
-    try:
-        scfg = json.loads(sched_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise EdgediffError(f"{sched_path} is not readable JSON: {e}") from None
-    prediction = scfg.get("prediction_type", "epsilon")
-    if prediction not in PREDICTION_TYPES:
-        raise EdgediffError(f"prediction_type {prediction!r} in {sched_path} is not supported; "
-                            f"edgediff reads {', '.join(PREDICTION_TYPES)}")
+    scfg, prediction = scheduler_settings(sched_path)
     clip, clip_range = clip_sample(scfg)
     if not (unet_dir / "diffusion_pytorch_model.safetensors").is_file():
         raise EdgediffError(f"{unet_dir} has no diffusion_pytorch_model.safetensors; edgediff "

@@ -19,7 +19,6 @@ the first half, as diffusers' ``DiTPipeline`` does.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from torch import nn
@@ -31,12 +30,13 @@ from edgediff.models.readers.diffusers_unet import (
     PREDICTION_TYPES,
     alphas_cumprod_from,
     clip_sample,
+    config_names,
+    scheduler_settings,
 )
 
 CLASS_NAME = "DiTTransformer2DModel"
 DESCRIPTION = ("a local diffusers DiT folder (a pipeline's, with transformer/ and scheduler/, "
                "or a DiTTransformer2DModel's with scheduler_config.json beside its config.json)")
-_CLASS_RE = re.compile(rb'"_class_name"\s*:\s*"' + CLASS_NAME.encode() + rb'"')
 
 
 class DiffusersDiT(nn.Module):
@@ -62,13 +62,8 @@ def _config_of(path: Path) -> Path | None:
 
 
 def can_read(path: Path) -> bool:
-    """A folder whose (transformer's) config.json names DiTTransformer2DModel; only the
-    file's first 64 KiB are read."""
-    cfg = _config_of(path) if path.is_dir() else None
-    if cfg is None:
-        return False
-    with open(cfg, "rb") as f:
-        return bool(_CLASS_RE.search(f.read(65536)))
+    """A folder whose (transformer's) config.json names DiTTransformer2DModel."""
+    return config_names(path, "transformer", CLASS_NAME)
 
 
 def read(path: Path, *, allow_pickle: bool = False) -> LoadedModel:
@@ -115,11 +110,8 @@ def load_dit(folder: str | Path) -> LoadedModel:
         raise EdgediffError(f"{folder} is not a diffusers folder: no config.json in it or in "
                             f"{folder / 'transformer'}")
     model_dir = cfg.parent
-    sched_path, scfg = _scheduler_config(folder, model_dir)
-    prediction = scfg.get("prediction_type", "epsilon")
-    if prediction not in PREDICTION_TYPES:
-        raise EdgediffError(f"prediction_type {prediction!r} in {sched_path} is not supported; "
-                            f"edgediff reads {', '.join(PREDICTION_TYPES)}")
+    sched_path, _ = _scheduler_config(folder, model_dir)
+    scfg, prediction = scheduler_settings(sched_path)
     clip, clip_range = clip_sample(scfg)
     if not (model_dir / "diffusion_pytorch_model.safetensors").is_file():
         raise EdgediffError(f"{model_dir} has no diffusion_pytorch_model.safetensors; edgediff "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -95,13 +96,22 @@ def clip_sample(scheduler_config: dict) -> tuple[bool, float]:
     return clip, float(bound)
 
 
-def load_diffusers(folder: str | Path) -> LoadedModel:
-    folder = Path(folder)
-    try:
-        from diffusers import UNet2DModel
-    except ImportError:
-        raise missing_extra("diffusers", "diffusers") from None
-    unet_dir, sched_path = _find(folder)
+def config_names(folder: Path, subfolder: str, class_name: str) -> bool:
+    """Whether ``folder``'s model config (``subfolder/config.json`` in a pipeline, else
+    ``config.json``) names ``class_name``; only the file's first 64 KiB are read."""
+    if not folder.is_dir():
+        return False
+    pattern = re.compile(rb'"_class_name"\s*:\s*"' + class_name.encode() + rb'"')
+    for cand in (folder / subfolder / "config.json", folder / "config.json"):
+        if cand.is_file():
+            with open(cand, "rb") as f:
+                return bool(pattern.search(f.read(65536)))
+    return False
+
+
+def scheduler_settings(sched_path: Path) -> tuple[dict, str]:
+    """(the scheduler config, its prediction type), refused with one line when the
+    file is unreadable or the prediction type is one edgediff does not read."""
     try:
         scfg = json.loads(sched_path.read_text())
     except (OSError, json.JSONDecodeError) as e:
@@ -110,6 +120,17 @@ def load_diffusers(folder: str | Path) -> LoadedModel:
     if prediction not in PREDICTION_TYPES:
         raise EdgediffError(f"prediction_type {prediction!r} in {sched_path} is not supported; "
                             f"edgediff reads {', '.join(PREDICTION_TYPES)}")
+    return scfg, prediction
+
+
+def load_diffusers(folder: str | Path) -> LoadedModel:
+    folder = Path(folder)
+    try:
+        from diffusers import UNet2DModel
+    except ImportError:
+        raise missing_extra("diffusers", "diffusers") from None
+    unet_dir, sched_path = _find(folder)
+    scfg, prediction = scheduler_settings(sched_path)
     if scfg.get("thresholding"):
         log.warning("%s sets thresholding; edgediff's solvers do not threshold x0 "
                     "dynamically, so samples can differ from that scheduler's", sched_path.name)
