@@ -256,9 +256,11 @@ def test_unknown_prediction_type_is_refused(tmp_path):
 
 def test_ddpm_is_diffusers_ddpm_in_float64(tmp_path):
     """With diffusers' ᾱ tables and the UNet in float64, the two loops are the same
-    algorithm to rounding: what is left in float32 is precision, not a mismatch."""
+    algorithm to rounding: what is left in float32 is precision, not a mismatch.
+    250 leading steps (stride 4) keep every branch of the step in play at a
+    quarter of the 1000-step chain's cost; that chain runs in float32 above."""
     folder, unet, sched = make_folder(tmp_path, "sample", "leading")
-    unet, steps = unet.double(), 1000
+    unet, steps = unet.double(), 250
     sched.set_timesteps(steps)
     for name in ("alphas_cumprod", "betas", "alphas", "one"):
         setattr(sched, name, getattr(sched, name).double())
@@ -274,7 +276,7 @@ def test_ddpm_is_diffusers_ddpm_in_float64(tmp_path):
     z = torch.stack([torch.randn(SHAPE, generator=g, dtype=torch.float64) for _ in range(steps)])
     got = ddpm(loaded.denoiser, x_T * math.sqrt(1 + sigmas[0] ** 2), sigmas, noise=z)
     err = (got - x).abs().max().item()
-    print(f"\nddpm/sample/leading/1000 in float64: max abs diff {err:.2e}")
+    print(f"\nddpm/sample/leading/{steps} in float64: max abs diff {err:.2e}")
     assert err <= 1e-10
 
 
