@@ -35,6 +35,7 @@ from edgediff.models.readers.diffusers_unet import (
     alphas_cumprod_from,
     clip_sample,
     config_names,
+    load_pretrained,
     scheduler_settings,
 )
 from edgediff.tensor_conditioning import declare
@@ -122,14 +123,7 @@ def load_cond_unet(folder: str | Path) -> LoadedModel:
     unet_dir, sched_path = _find(folder)
     scfg, prediction = scheduler_settings(sched_path)
     clip, clip_range = clip_sample(scfg)
-    if not (unet_dir / "diffusion_pytorch_model.safetensors").is_file():
-        raise EdgediffError(f"{unet_dir} has no diffusion_pytorch_model.safetensors; edgediff "
-                            f"does not unpickle .bin weights — convert them to safetensors")
-    try:
-        unet = UNet2DConditionModel.from_pretrained(unet_dir, use_safetensors=True,
-                                                    local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise EdgediffError(f"could not load the UNet in {unet_dir}: {e}") from None
+    unet = load_pretrained(UNet2DConditionModel, unet_dir, "UNet")
     c = unet.config
     extra = [k for k in ("num_class_embeds", "class_embed_type", "addition_embed_type",
                          "encoder_hid_dim") if c.get(k) is not None]

@@ -31,6 +31,7 @@ from edgediff.models.readers.diffusers_unet import (
     alphas_cumprod_from,
     clip_sample,
     config_names,
+    load_pretrained,
     scheduler_settings,
 )
 
@@ -113,14 +114,7 @@ def load_dit(folder: str | Path) -> LoadedModel:
     sched_path, _ = _scheduler_config(folder, model_dir)
     scfg, prediction = scheduler_settings(sched_path)
     clip, clip_range = clip_sample(scfg)
-    if not (model_dir / "diffusion_pytorch_model.safetensors").is_file():
-        raise EdgediffError(f"{model_dir} has no diffusion_pytorch_model.safetensors; edgediff "
-                            f"does not unpickle .bin weights — convert them to safetensors")
-    try:
-        dit = DiTTransformer2DModel.from_pretrained(model_dir, use_safetensors=True,
-                                                    local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise EdgediffError(f"could not load the DiT in {model_dir}: {e}") from None
+    dit = load_pretrained(DiTTransformer2DModel, model_dir, "DiT")
     c = dit.config
     out_channels = c.out_channels or c.in_channels
     if out_channels not in (c.in_channels, 2 * c.in_channels):

@@ -123,6 +123,18 @@ def scheduler_settings(sched_path: Path) -> tuple[dict, str]:
     return scfg, prediction
 
 
+def load_pretrained(cls, model_dir: Path, what: str):
+    """``cls.from_pretrained`` on a local folder, safetensors only (a ``.bin`` is a
+    pickle, and edgediff does not unpickle); any failure is one EdgediffError."""
+    if not (model_dir / "diffusion_pytorch_model.safetensors").is_file():
+        raise EdgediffError(f"{model_dir} has no diffusion_pytorch_model.safetensors; edgediff "
+                            f"does not unpickle .bin weights — convert them to safetensors")
+    try:
+        return cls.from_pretrained(model_dir, use_safetensors=True, local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as e:
+        raise EdgediffError(f"could not load the {what} in {model_dir}: {e}") from None
+
+
 def load_diffusers(folder: str | Path) -> LoadedModel:
     folder = Path(folder)
     try:
@@ -135,13 +147,7 @@ def load_diffusers(folder: str | Path) -> LoadedModel:
         log.warning("%s sets thresholding; edgediff's solvers do not threshold x0 "
                     "dynamically, so samples can differ from that scheduler's", sched_path.name)
     clip, clip_range = clip_sample(scfg)
-    if not (unet_dir / "diffusion_pytorch_model.safetensors").is_file():
-        raise EdgediffError(f"{unet_dir} has no diffusion_pytorch_model.safetensors; edgediff "
-                            f"does not unpickle .bin weights — convert them to safetensors")
-    try:
-        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise EdgediffError(f"could not load the UNet in {unet_dir}: {e}") from None
+    unet = load_pretrained(UNet2DModel, unet_dir, "UNet")
     schedule = DiscreteSchedule(alphas_cumprod_from(scfg), {"source": "diffusers"})
     denoiser = PREDICTION_TYPES[prediction](DiffusersUNet(unet), schedule.alphas_cumprod).eval()
     size = unet.config.sample_size
