@@ -92,6 +92,9 @@ def deis_coefficients(sigmas: Sequence[float], order: int, basis: str,
     return table
 
 
+D2_WEIGHT = {"third_order": 2.0, "published": 1.0}  # dpmpp_3m's ``weights`` option
+
+
 def dpmpp_3m_weights(h: float, h_1: float | None, h_2: float | None, *,
                      d2_weight: float = 2.0) -> tuple[float, ...]:
     """DPM-Solver++(3M) (Lu et al. 2022, multistep data prediction) as
@@ -105,7 +108,7 @@ def dpmpp_3m_weights(h: float, h_1: float | None, h_2: float | None, *,
     ≈ h²·D''/2, so the D2 term takes 2φ₃ (``d2_weight``). The DPM-Solver
     reference code, diffusers and k-diffusion weight it by φ₃ alone, which leaves
     an O(h³) local error: second order (tests/samplers/test_multistep.py shows
-    both; ``d2_weight=1`` is their variant)."""
+    both; ``d2_weight=1`` is their variant, the solver's ``weights="published"``)."""
     w0 = -math.expm1(-h)
     if h_1 is None:
         return (w0,)

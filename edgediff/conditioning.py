@@ -18,6 +18,31 @@ def check_guidance(w) -> float:
     return float(w)
 
 
+def check_interval(interval) -> tuple[float, float] | None:
+    """A guidance interval (Kynkäänniemi et al. 2024): guided calls only for σ in
+    (lo, hi], plain conditional calls outside. None: guidance at every σ. hi may be
+    inf (from lo up to the top of the grid)."""
+    if interval is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        raise EdgediffError(f"a guidance interval is two σ's LO HI, got {interval!r}") from None
+    if not (math.isfinite(lo) and lo >= 0 and hi > lo) or math.isnan(hi):
+        raise EdgediffError(f"a guidance interval needs 0 ≤ LO < HI (σ's; guided for LO < σ ≤ "
+                            f"HI), got {lo:g} {hi:g}")
+    return lo, hi
+
+
+def inside(interval: tuple[float, float] | None, sigma):
+    """Which σ's (an array or a number) get guidance: LO < σ ≤ HI; all without an
+    interval. Works on NumPy and torch alike."""
+    if interval is None:
+        return sigma == sigma
+    lo, hi = interval
+    return (sigma > lo) & (sigma <= hi)
+
+
 def guidance_gain(w: float) -> float:
     """How much D = w·D_c + (1 − w)·D_u amplifies errors in D_c and D_u: |w| + |1 − w|
     (1 for 0 ≤ w ≤ 1). Multiply a float32 drift bound by it (edgediff.tolerance)."""

@@ -99,6 +99,10 @@ DEIS_ORDER = Option("order", 3, 1, 3, why="DEIS-tAB is used up to order 3 (Zhang
                     help=IPNDM_ORDER.help)
 UNIPC_ORDER = Option("order", 3, 1, 3, why="UniPC's B(h) predictor is defined here up to order 3",
                      help=IPNDM_ORDER.help)
+DPMPP_3M_WEIGHTS = Option(
+    "weights", "third_order", choices=("third_order", "published"),
+    help="dpmpp_3m: the D2 term's weight: 2φ₃ (third_order, exact for a quadratic D in λ) or "
+         "φ₃ (published: DPM-Solver's code, k-diffusion, diffusers and A1111, second order)")
 DEIS_BASIS = Option("basis", "t", choices=("t", "log_rho"),
                     help="deis: extrapolate ε̂ in t (DEIS-tAB, the schedule's own time) or in "
                          "log_rho (log σ, as diffusers' DEISMultistepScheduler does)")

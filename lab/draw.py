@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgediff.conditioning import labels_from_text
+from edgediff.conditioning import check_interval, labels_from_text
 from edgediff.errors import EdgediffError
 from edgediff.settings import SolverSettings
 
@@ -30,6 +30,7 @@ class Draw:
     guidance: float | None
     guide: Any
     tensors: dict[str, np.ndarray] | None = None  # tensor conditioning (--cond)
+    guidance_interval: tuple[float, float] | None = None  # guided only for LO < σ ≤ HI
 
     @property
     def steps_total(self) -> int:
@@ -46,11 +47,13 @@ class Draw:
         samples = sample(self.denoiser, self.num, seed=self.seed, solver=s.solver,
                          steps=s.steps, options=s.options,
                          condition=Condition(self.labels, self.guidance, self.guide,
-                                             self.tensors),
+                                             self.tensors, self.guidance_interval),
                          run=RunOptions(batch=self.batch, callback=callback))
         meta = {"artifact": str(artifact), "solver": s.solver, "steps": s.steps,
                 "options": s.options, "seed": self.seed, "num": self.num,
                 "guidance": self.guidance,
+                "guidance_interval": (None if self.guidance_interval is None
+                                      else list(self.guidance_interval)),
                 "guide": None if self.guide is None else str(self.guide.path)}
         return write_samples(folder, samples, self.denoiser.info, meta, self.labels,
                              self.per_class, figures=figures)
@@ -70,12 +73,17 @@ class DrawOptions:
     options: dict[str, Any] = field(default_factory=dict)
     classes: str | None = None
     guidance: float | None = None
+    guidance_interval: tuple[float, float] | None = None  # LO < σ ≤ HI
 
     def __post_init__(self):
         for name, low in (("num", 1), ("batch", 1), ("seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise EdgediffError(f"{name} must be an integer ≥ {low}, got {value!r}")
+        if self.guidance_interval is not None:
+            if self.guidance is None:
+                raise EdgediffError("a guidance interval needs a guidance scale (--guidance W)")
+            object.__setattr__(self, "guidance_interval", check_interval(self.guidance_interval))
 
 
 def plan_draw(denoiser, options: DrawOptions, guide=None) -> Draw:
@@ -93,4 +101,4 @@ def plan_draw(denoiser, options: DrawOptions, guide=None) -> Draw:
 
         check_guide(info, guide.info)
     return Draw(denoiser, settings, o.num if labels is None else len(labels), o.seed, o.batch,
-                labels, per_class, o.guidance, guide)
+                labels, per_class, o.guidance, guide, guidance_interval=o.guidance_interval)

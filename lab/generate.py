@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgediff.conditioning import check_interval
 from edgediff.errors import EdgediffError
 from edgediff.fileio import sha256_of
 from edgediff.lab.cluster import RayOptions
@@ -54,6 +55,7 @@ class GenerateOptions:
     classes: str | None = None
     guidance: float | None = None
     guide: Path | None = None
+    guidance_interval: tuple[float, float] | None = None  # guided only for LO < σ ≤ HI
     images: bool = False
     resume: bool = False
     backend: BackendOptions = field(default_factory=BackendOptions)
@@ -66,6 +68,10 @@ class GenerateOptions:
             raise EdgediffError(f"seed must be ≥ 0, got {self.seed}")
         if self.guide is not None and self.guidance is None:
             raise EdgediffError("a guiding model needs a guidance scale (--guidance W)")
+        if self.guidance_interval is not None:
+            if self.guidance is None:
+                raise EdgediffError("a guidance interval needs a guidance scale (--guidance W)")
+            object.__setattr__(self, "guidance_interval", check_interval(self.guidance_interval))
 
     @property
     def job_batch(self) -> int:
@@ -155,7 +161,8 @@ def generate_artifact(artifact: Path, out: Path, options: GenerateOptions, *,
               dict(settings.options), o.seed, o.num if labels is None else len(labels),
               o.shard_size, o.job_batch,
               None if labels is None else [int(v) for v in labels], o.guidance,
-              None if o.guide is None else sha256_of(o.guide))
+              None if o.guide is None else sha256_of(o.guide),
+              None if o.guidance_interval is None else list(o.guidance_interval))
     pool = None if pool_factory is None else pool_factory(job)
     if pool is None and o.ray is not None:
         from edgediff.lab.cluster import RayPool

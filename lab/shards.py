@@ -35,6 +35,7 @@ class Job:
     labels: list[int] | None = None   # one class id per sample, or None
     guidance: float | None = None
     guide_sha256: str | None = None
+    guidance_interval: list[float] | None = None  # guided only for LO < σ ≤ HI
 
     def __post_init__(self):
         for name in ("num", "shard_size", "batch"):
@@ -93,7 +94,8 @@ def run_shard(denoiser, job: Job, shard: Shard, features=None, guide=None) -> Sh
     x = runtime.sample(denoiser, len(shard), seed=job.seed, solver=job.solver, steps=job.steps,
                        options=job.options,
                        condition=runtime.Condition(labels=labels, guidance=job.guidance,
-                                                   guide=guide),
+                                                   guide=guide,
+                                                   guidance_interval=job.guidance_interval),
                        run=runtime.RunOptions(first=shard.start, batch=job.batch))
     m = None if features is None else moments(features(x))
     return ShardResult(shard, x, labels, m)

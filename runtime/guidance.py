@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgediff.conditioning import check_guidance
+from edgediff.conditioning import check_guidance, check_interval, inside
 from edgediff.errors import EdgediffError
 from edgediff.runtime._call import Denoiser, fill_conditioning
 
@@ -36,13 +36,16 @@ class Condition:
     Classifier-free guidance is ``guidance`` without ``guide``. ``tensors``: tensor
     conditioning, input name → array of its declared shape (one for all samples) or
     [num, *shape] (one per sample); the unconditional pass feeds the artifact's
-    null values. Labels and tensors are checked against the artifact when a run
-    starts (``check_labels``, ``check_tensors``)."""
+    null values. ``guidance_interval`` (LO, HI): guidance only for LO < σ ≤ HI, the
+    plain conditional model elsewhere (Kynkäänniemi et al. 2024; ``Interval``).
+    Labels and tensors are checked against the artifact when a run starts
+    (``check_labels``, ``check_tensors``)."""
 
     labels: Any = None
     guidance: float | None = None
     guide: Any = None
     tensors: dict[str, Any] | None = None
+    guidance_interval: tuple[float, float] | None = None
 
     def __post_init__(self):
         if self.tensors is not None and not isinstance(self.tensors, dict):
@@ -52,6 +55,10 @@ class Condition:
             object.__setattr__(self, "guidance", check_guidance(self.guidance))
         elif self.guide is not None:
             raise EdgediffError("a guiding model needs a guidance scale (--guidance W)")
+        if self.guidance_interval is not None:
+            if self.guidance is None:
+                raise EdgediffError("a guidance interval needs a guidance scale (--guidance W)")
+            object.__setattr__(self, "guidance_interval", check_interval(self.guidance_interval))
 
     @property
     def given(self) -> bool:
@@ -95,6 +102,29 @@ class Guided:
         return out
 
 
+class Interval:
+    """Guidance in a limited σ interval (Kynkäänniemi et al. 2024): ``guided`` for the
+    samples whose σ lies in (LO, HI], ``plain`` (the conditional model alone, one
+    pass) for the rest. A call whose σ's all lie outside costs one pass instead of
+    two; the step loops' calls share one σ, so only a server's mixed batches take
+    both branches (then both run on the whole batch and each sample keeps its own)."""
+
+    def __init__(self, guided: Denoiser, plain: Denoiser, interval: tuple[float, float]):
+        self.guided, self.plain = guided, plain
+        self.interval = check_interval(interval)
+        self.info = guided.info
+
+    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        mask = inside(self.interval, np.asarray(sigma))
+        if mask.all():
+            return self.guided(x, sigma)
+        if not mask.any():
+            return self.plain(x, sigma)
+        out = np.array(self.plain(x, sigma), dtype=np.float64)  # a copy: buffers are reused
+        out[mask] = self.guided(x, sigma)[mask]
+        return out
+
+
 class Conditioned:
     """A conditional backend with its class labels, tensor conditioning (name →
     float32 [1 or B, *shape]) and a --guidance graph's scale fixed: a plain
@@ -122,7 +152,8 @@ class Conditioned:
 
 
 def guided_denoiser(denoiser: Denoiser, labels: np.ndarray | None, w: float | None,
-                    guide: Denoiser | None = None, tensors: dict | None = None) -> Denoiser:
+                    guide: Denoiser | None = None, tensors: dict | None = None,
+                    interval: tuple[float, float] | None = None) -> Denoiser:
     """What the step loops call for one batch whose samples ask for ``labels`` and
     ``tensors`` (tensor conditioning, checked) at guidance scale ``w``:
 
@@ -132,14 +163,26 @@ def guided_denoiser(denoiser: Denoiser, labels: np.ndarray | None, w: float | No
       null tensors (form a);
     - autoguidance (``guide``): against the guiding model, same conditioning
       (form c; the guide gets the tensors it declares).
+
+    With ``interval`` (LO, HI), any of these only for LO < σ ≤ HI, and the model with
+    the requested conditioning alone elsewhere (``Interval``).
     """
-    info = denoiser.info
     tensors = tensors or {}
     if w is None:
         if guide is not None:
             raise EdgediffError("a guiding model needs a guidance scale (--guidance W)")
+        if interval is not None:
+            raise EdgediffError("a guidance interval needs a guidance scale (--guidance W)")
         return Conditioned(denoiser, labels, tensors=tensors)
-    w = check_guidance(w)
+    guided = _guided(denoiser, labels, check_guidance(w), guide, tensors)
+    if interval is None:
+        return guided
+    return Interval(guided, Conditioned(denoiser, labels, tensors=tensors), interval)
+
+
+def _guided(denoiser: Denoiser, labels: np.ndarray | None, w: float, guide: Denoiser | None,
+            tensors: dict) -> Denoiser:
+    info = denoiser.info
     if guide is not None:
         guide_labels = labels if guide.info.num_classes else None
         names = {t.name for t in guide.info.tensors}

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgediff.catalogue import implements, loop_defaults
 from edgediff.coefficients import (
+    D2_WEIGHT,
     deis_coefficients,
     dpmpp_3m_weights,
     ipndm_coefficients,
@@ -52,10 +53,12 @@ def _combine(out: np.ndarray, weights, arrays, tmp: np.ndarray) -> None:
 
 
 @implements("dpmpp_3m", "numpy")
-def dpmpp_3m(denoiser: Denoiser, x: np.ndarray, sigmas, *, callback: Callback = None
-             ) -> np.ndarray:
+def dpmpp_3m(denoiser: Denoiser, x: np.ndarray, sigmas, *, weights: str = "third_order",
+             callback: Callback = None) -> np.ndarray:
     """DPM-Solver++(3M) (Lu et al. 2022) in (x̂, σ), λ = −log σ: orders 1, 2, then 3,
-    x̂' = (σ'/σ)·x̂ + Σ_j w_j·D_{i−j} (``edgediff.coefficients.dpmpp_3m_weights``)."""
+    x̂' = (σ'/σ)·x̂ + Σ_j w_j·D_{i−j} (``edgediff.coefficients.dpmpp_3m_weights``);
+    ``weights="published"`` is k-diffusion's, diffusers' and A1111's D2 weight."""
+    d2 = D2_WEIGHT[loop_defaults("dpmpp_3m", weights=weights)["weights"]]
     sigmas = check_sigmas(sigmas)
     call = Call(denoiser, x.shape)
     x = np.array(x, dtype=np.float64)
@@ -70,7 +73,7 @@ def dpmpp_3m(denoiser: Denoiser, x: np.ndarray, sigmas, *, callback: Callback = 
             return denoised
         hist.push(denoised)
         h = math.log(sig / sig_next)
-        w = dpmpp_3m_weights(h, *[*hs, None, None][:2])
+        w = dpmpp_3m_weights(h, *[*hs, None, None][:2], d2_weight=d2)
         x *= sig_next / sig
         _combine(x, w, hist.items, tmp)
         hs.insert(0, h)

@@ -101,7 +101,7 @@ def sample(denoiser: Denoiser, num: int, *, seed: int = 0, solver: str | None = 
         D = guided_denoiser(denoiser, None if labels is None else labels[start:stop],
                             condition.guidance, condition.guide, {
                                 k: v if len(v) == 1 else v[start:stop] for k, v in tensors.items()
-                            }) if condition.given else denoiser
+                            }, condition.guidance_interval) if condition.given else denoiser
         out[start:stop] = sample_batch(D, settings, sigmas, streams, run.callback)
         if run.on_batch is not None:
             run.on_batch(stop, num)

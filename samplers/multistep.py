@@ -10,6 +10,7 @@ import torch
 
 from edgediff.catalogue import implements, loop_defaults
 from edgediff.coefficients import (
+    D2_WEIGHT,
     deis_coefficients,
     dpmpp_3m_weights,
     ipndm_coefficients,
@@ -23,11 +24,13 @@ from edgediff.steprules import EDM_IDENTITY
 
 @implements("dpmpp_3m", "torch")
 @torch.no_grad()
-def dpmpp_3m(denoiser: Denoiser, x: torch.Tensor, sigmas, *,
+def dpmpp_3m(denoiser: Denoiser, x: torch.Tensor, sigmas, *, weights: str = "third_order",
              callback: Callback = None) -> torch.Tensor:
     """DPM-Solver++(3M) (Lu et al. 2022; k-diffusion's 3M form): with the divided
-    differences D1, D2 of D in λ, x̂' = (σ'/σ)x̂ + (1 − e^{−h})D + φ₂·D1 − φ₃·D2;
-    orders 1 and 2 on the first two steps."""
+    differences D1, D2 of D in λ, x̂' = (σ'/σ)x̂ + (1 − e^{−h})D + φ₂·D1 − c·φ₃·D2,
+    c = 2 (``weights="third_order"``) or 1 (``"published"``); orders 1 and 2 on the
+    first two steps."""
+    d2 = D2_WEIGHT[loop_defaults("dpmpp_3m", weights=weights)["weights"]]
     sigmas = as_sigmas(sigmas)
     x = start_state(x)
     Ds: list[torch.Tensor] = []  # newest first
@@ -40,7 +43,7 @@ def dpmpp_3m(denoiser: Denoiser, x: torch.Tensor, sigmas, *,
             return denoised
         Ds = [denoised, *Ds][:3]
         h = math.log(sig / sig_next)
-        w = dpmpp_3m_weights(h, *[*hs, None, None][:2])
+        w = dpmpp_3m_weights(h, *[*hs, None, None][:2], d2_weight=d2)
         x = (sig_next / sig) * x + sum(w_j * D_j for w_j, D_j in zip(w, Ds, strict=False))
         hs = [h, *hs]
     raise AssertionError("unreachable: σ grids end in 0")

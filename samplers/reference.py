@@ -58,5 +58,5 @@ def reference_run(module: nn.Module, info: ArtifactInfo, settings: SolverSetting
             other = labelled(module, null)
             if labels is None:
                 denoiser = other
-        denoiser = guided(denoiser, other, condition.guidance)
+        denoiser = guided(denoiser, other, condition.guidance, condition.guidance_interval)
     return SOLVERS[settings.solver](denoiser, x, list(sigmas), **kwargs).numpy()

@@ -157,3 +157,109 @@ def test_bad_conditioning_is_refused_before_any_call(artifacts, tmp_path):
     ]:
         with pytest.raises(EdgediffError, match=re.escape(says)):
             call()
+
+
+def interval_between(sigmas, i, j):
+    """(LO, HI) around grid σ's i … j−1, with edges halfway (in log σ) between grid
+    points, so float32 rounding of σ cannot move a step across an edge."""
+    s = np.asarray(sigmas[:-1], np.float64)
+    hi = np.inf if i == 0 else float(np.sqrt(s[i - 1] * s[i]))
+    return float(np.sqrt(s[j - 1] * s[j])), hi
+
+
+INTERVAL_CASES = ([("a", solver) for solver in SOLVER_NAMES]
+                  + [("b", "heun"), ("c", "heun"), ("b", "dpmpp_2m_sde"), ("c", "euler_ancestral")])
+
+
+@pytest.mark.parametrize("form,solver", INTERVAL_CASES)
+def test_interval_guidance_matches_the_torch_reference(artifacts, form, solver):
+    """Guidance for LO < σ ≤ HI only (Kynkäänniemi et al. 2024), the conditional model
+    alone elsewhere: every solver, each guidance form, against the torch reference.
+    The bound is the guided one (guidance amplifies at most |w| + |1 − w| where it
+    applies, and 1 elsewhere)."""
+    model, plain, cfg, guide_model, guide_path = artifacts["mixture"]
+    D = runtime.load(cfg if form == "b" else plain)
+    guide = runtime.load(guide_path) if form == "c" else None
+    info, steps = D.info, STEPS[solver]
+    settings = SolverSettings(solver, steps, OPTIONS.get(solver, {}))
+    sigmas = runtime.sigma_grid(info, steps).tolist()
+    interval = interval_between(sigmas, steps // 4, 3 * steps // 4)
+    labels = labels_for(info)
+    scale = TrajectoryScale.for_solver(CATALOGUE[solver], info.data_range)
+
+    def run(w, interval=None):
+        return runtime.sample_batch(guided_denoiser(D, labels, w, guide, interval=interval),
+                                    settings, sigmas, NoiseStreams(3, range(6), info.sample_shape),
+                                    callback=scale)
+    got = run(W, interval)
+    ref = reference_run(model.denoiser, info, settings, sigmas, 3, range(6),
+                        condition=Condition(labels, W, guide_model.denoiser if guide else None,
+                                            guidance_interval=interval),
+                        guide_info=guide.info if guide else None)
+    err, bound = np.abs(got - ref).max(), guidance_gain(W) * scale.bound()
+    print(f"form {form} {solver} interval {interval}: max abs diff {err:.2e}, bound {bound:.2e}")
+    assert np.all(np.isfinite(got)) and err <= bound
+    # teeth: guidance inside the interval moved the samples (that it is skipped outside
+    # is the next test's: calls per sample, and the two extremes bit for bit)
+    assert np.abs(got - run(1.0)).max() > bound  # w = 1: the conditional model alone
+
+
+class Counting:
+    """A denoiser that counts the samples it is called on (passes × batch)."""
+
+    def __init__(self, D):
+        self.D, self.info, self.rows = D, D.info, 0
+
+    def __call__(self, x, sigma, **kwargs):
+        self.rows += len(x)
+        return self.D(x, sigma, **kwargs)
+
+
+def test_interval_guidance_pays_one_pass_outside_and_matches_the_extremes(artifacts):
+    """An interval holding every grid σ is full guidance, one holding none is the
+    conditional model alone, bit for bit; calls per sample are 2 inside and 1 outside."""
+    _, plain, _, _, _ = artifacts["mixture"]
+    D = Counting(runtime.load(plain))
+    labels, steps = labels_for(D.info), 12
+    sigmas = runtime.sigma_grid(D.info, steps).tolist()
+    settings = SolverSettings("euler", steps)
+
+    def run(w, interval=None):
+        D.rows = 0
+        x = runtime.sample_batch(guided_denoiser(D, labels, w, interval=interval), settings,
+                                 sigmas, NoiseStreams(0, range(6), D.info.sample_shape))
+        return x, D.rows / 6
+    full, full_calls = run(W)
+    assert full_calls == 2 * steps
+    everything, calls = run(W, (0.0, np.inf))
+    assert np.array_equal(everything, full) and calls == 2 * steps
+    alone, alone_calls = run(None)
+    nothing, calls = run(W, (sigmas[-2] / 4, sigmas[-2] / 2))  # below the smallest grid σ
+    assert np.array_equal(nothing, alone) and calls == alone_calls == steps
+    _, calls = run(W, interval_between(sigmas, 3, 7))
+    assert calls == steps + 4
+
+
+def test_a_mixed_batch_guides_only_the_samples_inside(artifacts):
+    """A server's batch mixes σ's: each sample gets guidance by its own σ."""
+    _, plain, _, _, _ = artifacts["mixture"]
+    D = runtime.load(plain)
+    labels = labels_for(D.info)
+    x = np.random.default_rng(0).standard_normal((6, *D.info.sample_shape)).astype(np.float32)
+    sigma = np.array([0.1, 0.5, 1.0, 2.0, 5.0, 10.0], np.float32)
+    got = guided_denoiser(D, labels, W, interval=(0.4, 2.0))(x, sigma).copy()
+    full = np.asarray(guided_denoiser(D, labels, W)(x, sigma), np.float64).copy()
+    alone = np.asarray(guided_denoiser(D, labels, None)(x, sigma), np.float64).copy()
+    inside = np.array([False, True, True, True, False, False])
+    np.testing.assert_array_equal(got[inside], full[inside])
+    np.testing.assert_array_equal(got[~inside], alone[~inside])
+
+
+@pytest.mark.parametrize("interval,message", [
+    ((2.0, 1.0), "0 ≤ LO < HI"), ((-1.0, 1.0), "0 ≤ LO < HI"), ((1.0,), "two σ's"),
+    ("ab", "two σ's")])
+def test_bad_guidance_intervals_are_refused(interval, message):
+    with pytest.raises(EdgediffError, match=message):
+        Condition([1], W, guidance_interval=interval)
+    with pytest.raises(EdgediffError, match="needs a guidance scale"):
+        Condition([1], guidance_interval=(0.1, 1.0))

@@ -34,6 +34,7 @@ CASES = {
     "euler_ancestral": ("euler_ancestral", 20, {"eta": 1.0}),
     "dpmpp_2m_sde": ("dpmpp_2m_sde", 20, {"eta": 1.0}),
     "dpmpp_3m": ("dpmpp_3m", 20, {}),
+    "dpmpp_3m-published": ("dpmpp_3m", 20, {"weights": "published"}),
     "ipndm": ("ipndm", 20, {"order": 4}),
     "deis": ("deis", 20, {"order": 3}),
     "deis-log_rho": ("deis", 20, {"basis": "log_rho"}),

@@ -15,7 +15,7 @@ Where diffusers differs by design, the part that should agree is tested:
 - DPM-Solver++(3M): diffusers (like the DPM-Solver reference code and
   k-diffusion) weights the second divided difference D2 ≈ h²D''/2 by φ₃ where
   the Taylor term needs 2φ₃ (``edgediff.coefficients.dpmpp_3m_weights``); with
-  edgediff's ``d2_weight`` set to 1 the runs agree. Its order-2 warm-up step is
+  edgediff's option ``weights="published"`` the runs agree. Its order-2 warm-up step is
   diffusers' ``solver_type="heun"`` (k-diffusion's φ₂ form).
 - DEIS: diffusers extrapolates ε̂ in log σ (edgediff's ``basis="log_rho"``; the
   default, DEIS-tAB, uses the schedule's time) and ends at σ(t = 0) > 0
@@ -24,7 +24,6 @@ Where diffusers differs by design, the part that should agree is tested:
 - EulerAncestral is η = 1.
 """
 
-import functools
 
 import numpy as np
 import pytest
@@ -39,7 +38,6 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-import edgediff.samplers.multistep as multistep_reference
 from edgediff.coefficients import dpmpp_3m_weights
 from edgediff.mixture import default_mixture_2d
 from edgediff.models.analytic import GaussianMixtureDenoiser
@@ -56,7 +54,8 @@ CASES = {  # name -> (scheduler, its config, edgediff solver, options)
     "unipc-bh2-2": (UniPCMultistepScheduler, {"solver_order": 2, "solver_type": "bh2",
                                               "predict_x0": True}, "unipc", {"order": 2}),
     "dpmpp-3m": (DPMSolverMultistepScheduler, {"solver_order": 3, "solver_type": "heun",
-                                               "algorithm_type": "dpmsolver++"}, "dpmpp_3m", {}),
+                                               "algorithm_type": "dpmsolver++"}, "dpmpp_3m",
+                 {"weights": "published"}),
     "dpmpp-2m": (DPMSolverMultistepScheduler, {"solver_order": 2, "solver_type": "midpoint",
                                                "algorithm_type": "dpmsolver++"}, "dpmpp_2m", {}),
     "dpmpp-2m-sde": (DPMSolverMultistepScheduler, {"solver_order": 2, "solver_type": "midpoint",
@@ -130,9 +129,6 @@ def test_edgediff_matches_diffusers(case, keep_float64, monkeypatch):
         sigmas.append(0.0)
     states = {}
     kwargs = {"noise": lambda i: Z[i]} if solver in ("dpmpp_2m_sde", "euler_ancestral") else {}
-    if solver == "dpmpp_3m":  # diffusers' D2 weight (module docstring)
-        monkeypatch.setattr(multistep_reference, "dpmpp_3m_weights",
-                            functools.partial(dpmpp_3m_weights, d2_weight=1.0))
     got = SOLVERS[solver](D, x_hat_T, sigmas, callback=lambda s: states.__setitem__(
         s["sigma"], s["x"].clone()), **options, **kwargs)
     if last != 0:
@@ -148,7 +144,7 @@ def test_edgediff_matches_diffusers(case, keep_float64, monkeypatch):
 
 
 def test_edgediff_dpmpp_3m_is_not_diffusers_variant(keep_float64, monkeypatch):
-    """The one designed difference is real: without d2_weight = 1 the runs part."""
+    """The one designed difference is real: with the default weights the runs part."""
     cls, config, solver, _ = CASES["dpmpp-3m"]
     sched = promoted(cls(**TABLE, prediction_type="sample", **config))
     sched.set_timesteps(STEPS)

@@ -121,22 +121,18 @@ def test_first_order_multistep_methods_are_euler_in_sigma(mixture_run):
     assert (mixture_run("ipndm", order=2) - ddim).abs().max().item() > 1e-3
 
 
-def test_the_common_3m_weighting_is_second_order(single_gaussian, monkeypatch):
+def test_the_common_3m_weighting_is_second_order(single_gaussian):
     """The D2 weight of DPM-Solver's reference code, diffusers and k-diffusion (φ₃
-    where 2φ₃ is exact; edgediff.coefficients.dpmpp_3m_weights) costs a full order."""
-    import functools
-
+    where 2φ₃ is exact; edgediff.coefficients.dpmpp_3m_weights; the solver's
+    ``weights="published"``) costs a full order."""
     import edgediff.samplers.multistep as reference
-    from edgediff.coefficients import dpmpp_3m_weights
 
-    monkeypatch.setattr(reference, "dpmpp_3m_weights",
-                        functools.partial(dpmpp_3m_weights, d2_weight=1.0))
     D = GaussianMixtureDenoiser(single_gaussian)
     errs = []
     for n in (256, 512):
         sigmas = EDM.sigmas(n)
         x_T = np.random.default_rng(0).standard_normal((8, single_gaussian.dim)) * sigmas[0]
-        got = reference.dpmpp_3m(D, torch.from_numpy(x_T), sigmas).numpy()
+        got = reference.dpmpp_3m(D, torch.from_numpy(x_T), sigmas, weights="published").numpy()
         errs.append(np.abs(got - exact_final(single_gaussian, x_T, sigmas)).max())
     observed = np.log2(errs[0] / errs[1])
     print(f"dpmpp_3m with φ₃ on D2: errors {errs}, order {observed:.2f}")
