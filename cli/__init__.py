@@ -21,6 +21,7 @@ _COMMANDS = {
     "bench": ("bench", "Compare solvers on one model by speed and quality."),
     "check": ("check", "Compare an ONNX artifact with its torch model (and a plan with it)."),
     "train": ("train", "Train a denoiser on a local dataset (digits, 2-D mixture)."),
+    "tune-grid": ("tune_grid", "Tune a solver's σ grid for one artifact (a sidecar file)."),
 }
 
 

@@ -11,9 +11,12 @@ import click
 
 from edgediff.catalogue import SOLVER_NAMES, options_by_name
 from edgediff.errors import EdgediffError
+from edgediff.grids import EXACT  # --sigmas/--timesteps, and preset keys of those names
 from edgediff.options import Option
 
 PROVIDERS = ("cpu", "cuda", "tensorrt")
+ONNX_ENGINES = ("onnxruntime", "openvino")  # as edgediff.runtime.backends (torch-free, but
+PRECISIONS = ("f32", "bf16", "f16")          # --help must not import the runtime)
 
 
 def _flag(name: str) -> str:
@@ -53,11 +56,21 @@ def solver_options(f):
         click.option("--steps", type=click.IntRange(1), default=None,
                      help="Number of steps (Heun-type solvers spend 2 NFE per step, 1 on the "
                           "last)."),
+        click.option("--sigmas", default=None, metavar="S,S,…",
+                     help="The exact σ's to step on, largest first (the final 0 is implied), "
+                          "e.g. 80,24.4,5.84,0.9: a distilled model's own; the step count is "
+                          "their number. Strictly decreasing, inside the model's σ range."),
+        click.option("--timesteps", default=None, metavar="T,T,…",
+                     help="Discrete-time models: the training timesteps to step on, largest "
+                          "first, e.g. 999,759,499,259 (LCM at 4 steps), mapped through the "
+                          "model's σ table."),
         *(_knob(name, opts) for name, opts in options_by_name().items()),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
+
+
 
 
 def conditioning_options(f):
@@ -74,6 +87,11 @@ def conditioning_options(f):
                      default=None,
                      help="Autoguidance (Karras et al. 2024): a second, weaker artifact of the "
                           "same shape, σ range and classes to guide against."),
+        click.option("--guidance-interval", "guidance_interval", type=(float, float),
+                     default=None, metavar="LO HI",
+                     help="Guide only for LO < σ ≤ HI (Kynkäänniemi et al. 2024); elsewhere the "
+                          "conditional model alone, one pass instead of two. HI may be inf. "
+                          "EDM2-XXL on ImageNet-512 used 0.28 2.9."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -111,7 +129,21 @@ def backend_options(f):
                           "an engine for batches 1…--batch on first use and caches it in "
                           "~/.cache/edgediff/ort-tensorrt ($EDGEDIFF_CACHE)."),
         click.option("--threads", type=click.IntRange(1), default=None,
-                     help="CPU threads for ONNX Runtime (default: its own choice)."),
+                     help="CPU threads for ONNX Runtime or OpenVINO (default: its own "
+                          "choice)."),
+        click.option("--backend", "engine", type=click.Choice(ONNX_ENGINES),
+                     default="onnxruntime", show_default=True,
+                     help="What runs .onnx files: ONNX Runtime, or OpenVINO (pip install "
+                          "\"edgediff[openvino]\"), which also runs bf16/f16 (--precision) "
+                          "and Intel GPUs and NPUs (--device). Plans always run on TensorRT."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+                     help="OpenVINO's inference precision [default: f32, which OpenVINO "
+                          "itself would replace by bf16 on CPUs with bf16 units]. On a CPU, "
+                          "bf16 needs AVX512_BF16 or AMX, f16 AVX512_FP16 or AMX-FP16; "
+                          "either changes the samples, so compare them with f32's."),
+        click.option("--device", default="CPU", show_default=True, metavar="CPU|GPU|NPU",
+                     help="OpenVINO's device (GPU.1: the second GPU); it must be one "
+                          "OpenVINO lists here."),
         click.option("--cuda-graph", is_flag=True,
                      help="TensorRT plans: replay the engine's launch from a CUDA graph "
                           "(captured on the second call of each batch size)."),
@@ -128,8 +160,11 @@ def backend_options(f):
 
 def resolve(preset: str | None, solver: str | None, steps: int | None,
             **knobs: Any) -> tuple[str | None, int | None, dict[str, Any]]:
-    """(solver, steps, options) from a preset and explicit flags; flags win."""
+    """(solver, steps, options) from a preset and explicit flags; flags win. ``options``
+    may hold ``sigmas``/``timesteps`` (an exact grid), which ``edgediff.grids.exact_grid``
+    takes out and checks once the artifact is open."""
     options: dict[str, Any] = {}
+    asked_steps = steps
     if preset:
         from edgediff.configs import preset as load_preset
 
@@ -138,7 +173,12 @@ def resolve(preset: str | None, solver: str | None, steps: int | None,
             raise EdgediffError(f"preset {preset} is for {p_solver}; drop --solver {solver} or "
                                 f"the preset")
         solver, steps = p_solver, steps or p_steps
-    options = {**options, **{_KNOBS[k]: v for k, v in knobs.items() if v is not None}}
+    given = {k: knobs[k] for k in EXACT if knobs.get(k) is not None}
+    if given and preset:  # the flags replace a preset's list, and so its step count
+        options = {k: v for k, v in options.items() if k not in EXACT}
+        steps = asked_steps
+    options = {**options, **given,
+               **{_KNOBS[k]: v for k, v in knobs.items() if k in _KNOBS and v is not None}}
     return solver, steps, options
 
 
@@ -151,21 +191,24 @@ def artifact_path(path: Path) -> Path:
 
 
 def load_artifact(path: Path, provider: str, threads: int | None, cuda_graph: bool,
-                  metadata_file: Path | None = None, max_batch: int = 16):
+                  metadata_file: Path | None = None, max_batch: int = 16,
+                  decoder_options=None, **engine: Any):
     """The artifact opened as the --provider/--threads/--cuda-graph/--metadata flags
-    and --batch (the TensorRT execution provider's largest batch) ask."""
+    and --batch (the TensorRT execution provider's largest batch) ask; ``engine``:
+    the --backend/--precision/--device flags (``engine``, ``precision``, ``device``).
+    A bundle folder opens as a ``Pipeline``, its decoder with ``decoder_options``."""
     from edgediff import runtime
     from edgediff.metadata import read_metadata_json
 
     return runtime.load(path, runtime.BackendOptions(
         provider=provider, threads=threads, cuda_graph=cuda_graph, max_batch=max_batch,
-        metadata=read_metadata_json(metadata_file)))
+        metadata=read_metadata_json(metadata_file), **engine), decoder_options=decoder_options)
 
 
 def pass_knobs(f):
     """Collect the solver knobs into one ``knobs`` dict argument."""
     @functools.wraps(f)
     def wrapper(**kwargs):
-        knobs = {k: kwargs.pop(k) for k in _KNOBS}
+        knobs = {k: kwargs.pop(k) for k in (*_KNOBS, *EXACT) if k in kwargs}
         return f(knobs=knobs, **kwargs)
     return wrapper

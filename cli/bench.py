@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from edgediff.cli._decoding import decoder_options, stage_options, tiling
 from edgediff.cli._sampling import artifact_path, backend_options, ray_options
+from edgediff.errors import EdgediffError
 from edgediff.fileio import atomic_folder
 
 
@@ -23,6 +25,12 @@ def _fmt(v, spec):
                    "name:option=value (unipc:order=2, deis:basis=log_rho:grid=lambda) "
                    "[default: euler,heun,dpmpp_2m].")
 @click.option("--steps", default=None, metavar="N,M,…", help="Step counts to run each solver at.")
+@click.option("--sigmas", default=None, metavar="S,S,…",
+              help="Run each solver once on exactly these σ's, largest first (the final 0 is "
+                   "implied): a distilled model's own. Recorded in bench.json.")
+@click.option("--timesteps", default=None, metavar="T,T,…",
+              help="Discrete-time models: run each solver once on these training timesteps, "
+                   "largest first (e.g. 999,759,499,259), mapped through the model's σ table.")
 @click.option("--nfe", "nfe_list", default=None, metavar="N,M,…",
               help="Denoiser-call budgets instead of steps (equal-cost comparisons) "
                    "[default: 5,9,19,35].")
@@ -42,12 +50,19 @@ def _fmt(v, spec):
               help="Also compute FID with a locally installed torch-fidelity and cached "
                    "Inception weights (skipped, with a message, when absent).")
 @backend_options
+@decoder_options
 @ray_options
+@click.option("--reference", "gate_reference", default=None,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An int8/fp16 ARTIFACT's fp32 export: the quality gate (edgediff check "
+                   "--precision) runs once on the default solver and prints its verdict.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("out/bench"), show_default=True, help="Output folder.")
-def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, reference_steps,
-            guidance_list, fid, provider, threads, cuda_graph, metadata_file, ray_address,
-            workers, out):
+def command(artifact, suite, solvers, steps, sigmas, timesteps, nfe_list, num, batch, seed,
+            reference_steps,
+            guidance_list, fid, provider, threads, cuda_graph, metadata_file, engine, precision,
+            device, decoder_provider, decoder_threads, tile, tile_overlap, ray_address,
+            workers, gate_reference, out):
     """Run solvers on ARTIFACT side by side and print speed and quality.
 
     Every run draws samples 0…num−1 of one seed, so all start from the same x_T.
@@ -74,6 +89,12 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
       edgediff bench digits-cond.onnx --solvers heun --nfe 35 --guidance 0,1,2,3,4
       edgediff bench digits.onnx --suite study --ray=auto --workers 16
       edgediff bench network-snapshot.pkl --solvers heun,dpmpp_2m --nfe 9,19 --num 64
+      edgediff bench bundle/ --num 8 --batch 4
+      edgediff bench bundle/ --solvers dpmpp_2m --steps 10,20 --tile 32
+
+    ARTIFACT may be a bundle folder: then each run's time per image is split
+    into its two stages, the denoiser (all the solver's calls) and the decoder,
+    so you see where the time goes [--num default: 8]. Writes bench.json.
     """
     from edgediff import runtime
     from edgediff.lab.bench import BenchOptions, run_study
@@ -82,11 +103,19 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
     from edgediff.metadata import read_metadata_json
 
     runs, suite_num = plan_runs(suite, solvers, steps, nfe_list)
-    num = num or suite_num or 256
+    if sigmas is not None or timesteps is not None:
+        runs = exact_runs(runs, suite, steps, nfe_list, sigmas, timesteps)
+    defaults = not (suite or solvers or steps or nfe_list or sigmas or timesteps)
     backend = runtime.BackendOptions(provider=provider, threads=threads, cuda_graph=cuda_graph,
-                                     max_batch=batch, metadata=read_metadata_json(metadata_file))
+                                     max_batch=batch, metadata=read_metadata_json(metadata_file),
+                                     engine=engine, precision=precision, device=device)
     named, artifact = artifact, artifact_path(artifact)
-    D = runtime.load(artifact, backend)
+    D = runtime.load(artifact, backend, decoder_options=stage_options(
+        decoder_provider, decoder_threads, provider, threads))
+    if hasattr(D, "decode"):  # a bundle: time the stages
+        return _bench_bundle(D, named, None if defaults else runs, num or suite_num or 8,
+                             batch, seed, tiling(tile, tile_overlap), out)
+    num = num or suite_num or 256
     scales = guidance_scales(guidance_list, D.info)
     asked = BenchOptions(num, batch, seed, reference_steps,
                          guidance=None if scales is None else tuple(scales), fid=fid,
@@ -96,9 +125,39 @@ def command(artifact, suite, solvers, steps, nfe_list, num, batch, seed, referen
         study = run_study(D, artifact, folder, runs, asked,
                           progress=lambda label: click.echo(f"  running {label}", err=True))
         _print_table(study, named, scales)
+        _gate(D, artifact, gate_reference, seed, batch, threads, folder)
         written = [p.relative_to(folder) for p in study.written]
     for path in written:
         click.echo(f"wrote {out / path}")
+
+
+def exact_runs(runs, suite, steps, nfe_list, sigmas, timesteps):
+    """One run per solver on the --sigmas/--timesteps list (it sets the step count)."""
+    if suite or steps or nfe_list:
+        raise EdgediffError("--sigmas/--timesteps set the steps; drop --suite, --steps and --nfe")
+    key, value = ("sigmas", sigmas) if sigmas is not None else ("timesteps", timesteps)
+    if sigmas is not None and timesteps is not None:
+        raise EdgediffError("--sigmas and --timesteps both name the steps; give one")
+    out, seen = [], set()
+    for label, solver, _, options in runs:
+        name = label.rsplit("-", 1)[0]
+        if name not in seen:
+            seen.add(name)
+            out.append((f"{name}-{key}", solver, None, {**options, key: value}))
+    return out
+
+
+def _gate(D, artifact, reference, seed, batch, threads, folder) -> None:
+    """A reduced precision (an int8/fp16 artifact, OpenVINO at bf16/f16): the quality
+    gate's verdict beside the speed table, and in bench.json."""
+    from edgediff.lab.gate import bench_gate, needs_gate, record_gate
+
+    if not needs_gate(D):
+        return
+    click.echo("  running the quality gate against fp32", err=True)
+    result, line = bench_gate(D, artifact, reference, seed=seed, batch=batch, threads=threads)
+    click.echo(line)
+    record_gate(folder, result, line)
 
 
 def _print_table(study, artifact: Path, scales) -> None:
@@ -116,5 +175,43 @@ def _print_table(study, artifact: Path, scales) -> None:
                    f" {_fmt(r.distance, '>9.4g')}{acc}")
     if score is not None:
         click.echo(f"{dist} floor ({score.floor_note}): {score.floor:.4f}")
+    for r in rows:
+        if r.sigmas is not None:
+            click.echo(f"{r.label}: σ's " + ", ".join(f"{s:.6g}" for s in r.sigmas[:-1]))
     for note in study.notes:
         click.echo(note)
+
+
+def _bench_bundle(P, artifact: Path, runs, num, batch, seed, tile, out) -> None:
+    import json
+
+    from edgediff.fileio import atomic_path
+    from edgediff.lab.decoded import time_stages
+
+    if runs is None:  # the model's default solver
+        d = dict(P.info.default_solver)
+        solver, steps = d.pop("solver"), d.pop("steps")
+        runs = [(f"{solver}-{steps}", solver, steps, d)]
+    batch = min(batch, num)
+    rows = time_stages(P, runs, num, batch, seed, tile,
+                       progress=lambda label: click.echo(f"  running {label}", err=True))
+    di, b = P.decoder_info, P.bundle
+    click.echo(f"{artifact.name}: {num} samples per run, batch {batch}, seed {seed}; "
+               f"ms per image; denoiser {b.denoiser.flops / 1e9:.3g} GFLOP per call, "
+               f"decoder ({di.kind}, {di.precision}"
+               f"{'' if tile is None else f', tiles of {tile.size}'}) "
+               f"{di.flops / 1e9:.3g} GFLOP per image")
+    click.echo(f"{'run':<18}{'NFE':>5}{'denoise':>10}{'p90':>9}{'per call':>10}{'decode':>10}"
+               f"{'p90':>9}{'decode share':>14}")
+    for r in rows:
+        click.echo(f"{r.label:<18}{r.nfe:>5}{r.denoise_ms:>10.3f}{r.denoise_p90:>9.3f}"
+                   f"{r.call_ms:>10.3f}{r.decode_ms:>10.3f}{r.decode_p90:>9.3f}"
+                   f"{100 * r.decode_share:>13.1f}%")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "bench.json"
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump({"artifact": str(artifact), "num": num, "batch": batch, "seed": seed,
+                   "tile": None if tile is None else [tile.size, tile.overlap],
+                   "rows": [{**r.__dict__, "decode_share": r.decode_share} for r in rows]},
+                  f, indent=1)
+    click.echo(f"wrote {path}")

@@ -39,8 +39,8 @@ from edgediff.cli._sampling import (
               help="Output folder (created; must be new or empty unless --resume).")
 @pass_knobs
 def command(artifact, preset, solver, steps, num, shard_size, batch, seed, classes, guidance,
-            guide, provider, threads, cuda_graph, metadata_file, images, resume, ray_address,
-            workers, out, knobs):
+            guide, guidance_interval, provider, threads, cuda_graph, metadata_file, engine,
+            precision, device, images, resume, ray_address, workers, out, knobs):
     """Generate NUM samples of ARTIFACT into OUT as fixed-size shards, with a
     manifest, feature moments for FD/FID, and resume after any interruption.
 
@@ -63,10 +63,12 @@ def command(artifact, preset, solver, steps, num, shard_size, batch, seed, class
 
     solver, steps, options = resolve(preset, solver, steps, **knobs)
     backend = runtime.BackendOptions(provider=provider, threads=threads, cuda_graph=cuda_graph,
-                                     metadata=read_metadata_json(metadata_file))
+                                     metadata=read_metadata_json(metadata_file),
+                                     engine=engine, precision=precision, device=device)
     asked = GenerateOptions(
         num, solver, steps, options, seed=seed, shard_size=shard_size, batch=batch,
-        classes=classes, guidance=guidance, guide=guide, images=images, resume=resume,
+        classes=classes, guidance=guidance, guide=guide, guidance_interval=guidance_interval,
+        images=images, resume=resume,
         backend=backend, ray=None if ray_address is None else RayOptions(ray_address, workers))
 
     with click.progressbar(length=1, label="shards", file=sys.stderr, show_pos=True,

@@ -111,6 +111,52 @@ def _snapshot(path: Path, as_json: bool) -> None:
     ])
 
 
+def _bundle(path: Path, as_json: bool) -> None:
+    """Both stages of a bundle: what each graph takes and returns, and what it costs."""
+    from edgediff.artifact import ArtifactInfo
+    from edgediff.bundle import read_bundle
+    from edgediff.catalogue import nfe
+    from edgediff.latent import DecoderInfo
+    from edgediff.runtime.backends.ort import read_onnx_metadata
+    from edgediff.runtime.decoder import read_props
+
+    b = read_bundle(path)
+    den_props, dec_props = read_onnx_metadata(b.path("denoiser")), read_props(b.path("decoder"))
+    info = ArtifactInfo.from_props(den_props, where=str(b.path("denoiser")))
+    dec = DecoderInfo.from_props(dec_props)
+    if as_json:
+        click.echo(json.dumps({"bundle": b.to_dict(), "denoiser": den_props,
+                               "decoder": dec.to_dict()}, indent=1))
+        return
+    calls = nfe(info.default_solver["solver"], info.default_solver["steps"])
+    total = calls * b.denoiser.flops + dec.flops
+    lat, img = " × ".join(map(str, info.sample_shape)), " × ".join(map(str, dec.image_shape))
+    m = dec.latent_map
+    _table([
+        ("bundle", f"{path} (edgediff.bundle format 1; sha256s checked)"),
+        ("denoiser", f"{b.denoiser.file} ({b.path('denoiser').stat().st_size / 2**20:.2f} MiB): "
+                     f"[B, {lat}] → [B, {lat}], {_count(b.denoiser.params)} parameters, "
+                     f"{b.denoiser.flops / 1e9:.3g} GFLOP per call per sample"),
+        *[("  " + k, v) for k, v in _artifact_lines(info)],
+        ("decoder", f"{b.decoder.file} ({b.path('decoder').stat().st_size / 2**20:.2f} MiB): "
+                    f"[B, {lat}] → [B, {img}], {dec.kind}"
+                    f"{' ' + dec.vae_name if dec.vae_name else ''}, {_count(dec.params)} "
+                    f"parameters, {dec.flops / 1e9:.3g} GFLOP per image"),
+        ("  precision", dec.precision),
+        ("  latent map", f"raw = (z − bias)/scale from {m.source.get('kind', 'unknown')}; "
+                         f"scale {_numbers(m.scale)}, bias {_numbers(m.bias)}"),
+        ("  image range", f"{dec.data_range[0]:g} … {dec.data_range[1]:g} (×{dec.upscale} "
+                          f"per side; tiles of any latent size)"),
+        ("cost per image", f"{total / 1e9:.3g} GFLOP with the default solver ({calls} calls: "
+                           f"{calls * b.denoiser.flops / 1e9:.3g} denoising, "
+                           f"{dec.flops / 1e9:.3g} decoding)"),
+    ])
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 1e5 else f"{n:,}"
+
+
 def _numbers(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
 
@@ -126,7 +172,8 @@ def _numbers(values: list[float]) -> str:
 def command(path: str, allow_pickle: bool, as_json: bool) -> None:
     """Print what PATH holds: parameterization, schedule, σ range, sample shape, and more.
 
-    PATH is a checkpoint (NAME.safetensors with NAME.json beside it), a local
+    PATH is a bundle folder (both stages: shapes, parameters, GFLOPs per call), a
+    checkpoint (NAME.safetensors with NAME.json beside it), a local
     diffusers folder, an NVlabs EDM/EDM2 network snapshot (its class,
     architecture, kwargs, parameter count, classes and latent encoder, read
     without building the network), an exported .onnx file, or a TensorRT .plan
@@ -139,8 +186,13 @@ def command(path: str, allow_pickle: bool, as_json: bool) -> None:
       edgediff info network-snapshot.pkl
       edgediff info digits.onnx
       edgediff info digits.plan
+      edgediff info bundle/
     """
     p = Path(path)
+    from edgediff.bundle import is_bundle
+
+    if is_bundle(p):
+        return _bundle(p, as_json)
     if p.suffix in (".onnx", ".plan", ".engine") and not p.is_file():
         raise EdgediffError(f"{p} does not exist")
     if p.suffix == ".onnx":

@@ -16,12 +16,14 @@ from edgediff.errors import EdgediffError
 from edgediff.options import (
     ANCESTRAL_ETA,
     CLIP,
+    CM_SIGMA_MIN,
     DEIS_BASIS,
     DEIS_ORDER,
     DPMPP_3M_WEIGHTS,
     ETA,
     GRID_OPTIONS,
     IPNDM_ORDER,
+    LCM_SIGMA_MIN,
     S_CHURN,
     S_NOISE,
     S_TMAX,
@@ -178,6 +180,10 @@ CATALOGUE: dict[str, SolverSpec] = {s.name: s for s in (
                error_gain=4.0),
     SolverSpec("unipc", "UniPC, B(h) = e^h − 1 (bh2), with the UniC corrector (Zhao et al. 2023)",
                default_steps=10, options=(UNIPC_ORDER,), error_gain=4.0),
+    SolverSpec("cm", "multistep consistency sampling (Song et al. 2023, Algorithm 1)",
+               stochastic=True, default_steps=2, options=(CM_SIGMA_MIN, CLIP)),
+    SolverSpec("lcm", "cm with σ_min = 0: LCM's loop (Luo et al. 2023), k-diffusion's sample_lcm",
+               stochastic=True, default_steps=4, options=(LCM_SIGMA_MIN, CLIP)),
 )}
 SOLVER_NAMES = tuple(CATALOGUE)
 

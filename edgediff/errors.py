@@ -47,7 +47,7 @@ EXTRAS = {
     "onnxruntime": ("onnxruntime", "cpu"), "tensorrt": ("tensorrt", "trt"),
     "cuda": ("cuda-python", "trt"), "sklearn": ("scikit-learn", "train"),
     "diffusers": ("diffusers", "diffusers"), "matplotlib": ("matplotlib", "lab"),
-    "PIL": ("Pillow", "lab"), "ray": ("ray", "ray"),
+    "PIL": ("Pillow", "lab"), "ray": ("ray", "ray"), "openvino": ("openvino", "openvino"),
 }
 
 

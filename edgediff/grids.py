@@ -5,6 +5,7 @@ model was trained for."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Protocol
 
 import numpy as np
@@ -112,3 +113,81 @@ def settings_grid(info: TrainedRange, settings: SolverSettings) -> list[float]:
                       spacing=settings.options.get("spacing"), rho=settings.options.get("rho"),
                       shift=settings.options.get("shift"), mu=settings.options.get("mu"))
     return check_grid_range(info, grid)
+
+
+def parse_numbers(text, flag: str) -> list[float]:
+    """``--sigmas 80,24.4,5.84`` or ``--timesteps 999,759``: comma-separated numbers
+    (a list passes through), or one line naming the flag and what it takes."""
+    if isinstance(text, str):
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+    else:
+        parts = list(text)
+    try:
+        values = [float(p) for p in parts]
+    except (TypeError, ValueError):
+        raise EdgediffError(f"{flag} takes comma-separated numbers, e.g. 80,24.4,5.84, got "
+                            f"{text!r}") from None
+    if not values:
+        raise EdgediffError(f"{flag} needs at least one number")
+    return values
+
+
+def exact_sigmas(info: TrainedRange, sigmas) -> list[float]:
+    """A distilled model's own σ's (``--sigmas``), largest first, without the final 0:
+    finite, strictly decreasing and inside the model's trained range, else one
+    line. Returns the grid with its 0 appended."""
+    values = parse_numbers(sigmas, "--sigmas")
+    if values[-1] == 0:
+        values = values[:-1]  # the final 0 is implied; written out it is fine too
+    bad = [v for v in values if not np.isfinite(v) or v <= 0]
+    if bad:
+        raise EdgediffError(f"--sigmas must be finite and > 0 (the final 0 is implied), got "
+                            f"{bad[0]:g}")
+    if any(b >= a for a, b in itertools.pairwise(values)):
+        raise EdgediffError(f"--sigmas must be strictly decreasing, got "
+                            f"{', '.join(f'{v:g}' for v in values)}")
+    return check_grid_range(info, [*values, 0.0])
+
+
+def timestep_sigmas(info: TrainedRange, timesteps) -> list[float]:
+    """``--timesteps 999,759,499,259``: a discrete-time model's training timesteps,
+    largest first, mapped through its own σ table (σ_t = sqrt((1 − ᾱ_t)/ᾱ_t)), with
+    the final 0 appended. Integers in [0, T−1], strictly decreasing; a model on a
+    continuous schedule takes --sigmas instead."""
+    schedule = info.schedule
+    if not isinstance(schedule, DiscreteSchedule):
+        raise EdgediffError(f"--timesteps needs a discrete-time model (a DDPM-style σ table); "
+                            f"this one has a continuous '{schedule.name}' schedule: give its "
+                            f"σ's with --sigmas")
+    values = parse_numbers(timesteps, "--timesteps")
+    last = schedule.num_train_timesteps - 1
+    bad = [v for v in values if not (float(v).is_integer() and 0 <= v <= last)]
+    if bad:
+        raise EdgediffError(f"--timesteps takes whole numbers from 0 to {last} (this model's "
+                            f"training timesteps), got {bad[0]:g}")
+    if any(b >= a for a, b in itertools.pairwise(values)):
+        raise EdgediffError(f"--timesteps must be strictly decreasing, got "
+                            f"{', '.join(f'{v:g}' for v in values)}")
+    steps = np.asarray(values, dtype=np.int64)
+    return check_grid_range(info, [*schedule.sigma_table[steps].tolist(), 0.0])
+
+
+EXACT = ("sigmas", "timesteps")  # exact grids: --sigmas/--timesteps, and preset keys
+
+
+def exact_grid(info: TrainedRange, options: dict, steps: int | None = None
+               ) -> list[float] | None:
+    """The grid that ``options["sigmas"]`` or ``options["timesteps"]`` (--sigmas,
+    --timesteps, or a preset's keys of those names) name, checked against the
+    artifact, or None if neither; it pops them from ``options``. ``steps``, when
+    given, must be the list's length."""
+    sigmas, timesteps = (options.pop(k, None) for k in EXACT)
+    if sigmas is not None and timesteps is not None:
+        raise EdgediffError("--sigmas and --timesteps both name the steps; give one")
+    if sigmas is None and timesteps is None:
+        return None
+    grid = exact_sigmas(info, sigmas) if sigmas is not None else timestep_sigmas(info, timesteps)
+    if steps is not None and steps != len(grid) - 1:
+        raise EdgediffError(f"--steps {steps} but {len(grid) - 1} σ's given; drop --steps (the "
+                            f"list sets the step count)")
+    return grid

@@ -137,6 +137,7 @@ class DecoderInfo:
     params: int = 0  # parameters of the decoder network
     flops: float = 0.0  # FLOPs of one decode of one latent at latent_size (multiply-add = 2)
     vae_name: str | None = None  # a name the user knows it by, when known
+    calibration: dict[str, Any] | None = None  # int8: how calibrated, its error vs fp32
 
     def __post_init__(self):
         if self.kind not in DECODER_KINDS:
@@ -156,6 +157,8 @@ class DecoderInfo:
         if self.precision not in DECODER_PRECISIONS:
             raise MetadataError("decoder.precision", self.precision,
                                 f"one of {', '.join(DECODER_PRECISIONS)}")
+        if self.calibration is not None and not isinstance(self.calibration, dict):
+            raise MetadataError("decoder.calibration", self.calibration, "a JSON object")
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -172,7 +175,8 @@ class DecoderInfo:
                 "image_channels": self.image_channels, "upscale": self.upscale,
                 "latent_map": self.latent_map.to_dict(), "data_range": list(self.data_range),
                 "source_sha256": self.source_sha256, "precision": self.precision,
-                "params": self.params, "flops": self.flops, "vae_name": self.vae_name}
+                "params": self.params, "flops": self.flops, "vae_name": self.vae_name,
+                "calibration": self.calibration}
 
     def to_props(self) -> dict[str, str]:
         """The ONNX ``metadata_props`` of a decoder graph."""
@@ -199,7 +203,7 @@ class DecoderInfo:
                                 f"at most {DECODER_FORMAT_VERSION}; upgrade edgediff")
         known = {"format_version", "kind", "latent_channels", "latent_size", "image_channels",
                  "upscale", "latent_map", "data_range", "source_sha256", "precision", "params",
-                 "flops", "vae_name"}
+                 "flops", "vae_name", "calibration"}
         if set(d) - known:
             raise MetadataError(DECODER_KEY, sorted(set(d) - known), "only known keys")
         channels = _positive_int("decoder.latent_channels", d.get("latent_channels"))
@@ -212,4 +216,4 @@ class DecoderInfo:
                    data_range=tuple(data_range(d.get("data_range"))),
                    source_sha256=d.get("source_sha256"), precision=d.get("precision", "fp32"),
                    params=int(d.get("params", 0)), flops=float(d.get("flops", 0.0)),
-                   vae_name=d.get("vae_name"))
+                   vae_name=d.get("vae_name"), calibration=d.get("calibration"))

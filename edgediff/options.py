@@ -6,7 +6,7 @@ before any denoiser call."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -68,8 +68,14 @@ class Option:
 
 VARIANCE = Option("variance", "small", choices=("small", "large"),
                   help="ddpm: posterior (small) or jump (large) variance")
-CLIP = Option("clip", False, help="ddpm, ddim: clamp D to the model's data range at every step "
-                                  "(diffusers' clip_sample)")
+CLIP = Option("clip", False, help="ddpm, ddim, cm, lcm: clamp D to the model's data range at "
+                                  "every step (diffusers' clip_sample, clip_denoised)")
+CM_SIGMA_MIN = Option(
+    "sigma_min", 0.002, 0.0,
+    why="the consistency boundary σ_min: each step re-noises to σ' with std sqrt(σ'² − σ_min²)",
+    help="cm, lcm: σ_min of the consistency boundary condition (openai's consistency models: "
+         "0.002; LCM and k-diffusion's sample_lcm: 0)")
+LCM_SIGMA_MIN = replace(CM_SIGMA_MIN, default=0.0)
 ETA = Option("eta", 0.0, 0.0, 1.0,
              why="η scales the step noise c = η·σ_j·sqrt(1 − σ_j²/σ_i²); beyond 1 it asks for "
                  "more variance than the step has, σ_j² − c² < 0",

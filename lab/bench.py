@@ -12,6 +12,7 @@ import numpy as np
 
 from edgediff.catalogue import nfe, spec
 from edgediff.errors import EdgediffError
+from edgediff.grids import exact_grid
 from edgediff.lab.cluster import RayOptions
 from edgediff.lab.quality import Score, reference_rms
 from edgediff.lab.runs import Run, check_runs
@@ -36,6 +37,7 @@ class Row:
     fid: float | None = None     # only with --fid and a usable torch-fidelity
     guidance: float | None = None        # the guidance scale of a --guidance sweep
     label_accuracy: float | None = None  # share of samples classified as asked
+    sigmas: list[float] | None = None    # the σ's stepped on (None: the schedule's grid)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +81,7 @@ class Work:
     steps: int
     options: dict[str, Any]
     guidance: float | None = None
+    sigmas: list[float] | None = None  # an exact grid (--sigmas/--timesteps)
 
     def request(self, options: BenchOptions, labels, first: int = 0,
                 num: int | None = None) -> TimedRequest:
@@ -86,7 +89,7 @@ class Work:
         num = options.num if num is None else num
         return TimedRequest(self.solver, self.steps, num, options.batch, options.seed,
                             self.options, self.guidance, first,
-                            None if labels is None else labels[first:first + num])
+                            None if labels is None else labels[first:first + num], self.sigmas)
 
 
 def run_bench(denoiser: Denoiser, runs: list[Run], options: BenchOptions,
@@ -104,8 +107,13 @@ def run_bench(denoiser: Denoiser, runs: list[Run], options: BenchOptions,
 
     o, guidance = options, options.guidance
     labels = class_labels_for(denoiser.info, o.num) if guidance else None
-    work = [Work(f"{label} w={w:g}" if guidance else label, solver, steps, opts, w)
-            for label, solver, steps, opts in runs for w in (guidance or [None])]
+    work = []
+    for label, solver, steps, opts in runs:
+        opts = dict(opts)
+        exact = exact_grid(denoiser.info, opts)
+        steps = steps if exact is None else len(exact) - 1
+        work += [Work(f"{label} w={w:g}" if guidance else label, solver, steps, opts, w, exact)
+                 for w in (guidance or [None])]
     reference = None
     if not guidance and any(is_deterministic(w.solver, w.options) for w in work):
         reference = Work(f"reference: heun, {o.reference_steps} steps", "heun",
@@ -133,7 +141,8 @@ def run_bench(denoiser: Denoiser, runs: list[Run], options: BenchOptions,
                         float(np.median(ms)), float(np.percentile(ms, 90)),
                         float(1e3 / np.median(ms)), rms, score(x) if score else None,
                         score.name if score else None, guidance=w.guidance,
-                        label_accuracy=accuracy(x, labels) if accuracy else None))
+                        label_accuracy=accuracy(x, labels) if accuracy else None,
+                        sigmas=w.sigmas))
     return rows
 
 

@@ -31,6 +31,8 @@ class Draw:
     guide: Any
     tensors: dict[str, np.ndarray] | None = None  # tensor conditioning (--cond)
     guidance_interval: tuple[float, float] | None = None  # guided only for LO < σ ≤ HI
+    sigmas: list[float] | None = None  # a tuned grid (edgediff.lab.tuned), else the settings'
+    grid_note: str | None = None  # which grid, for the user, when a sidecar is involved
 
     @property
     def steps_total(self) -> int:
@@ -48,13 +50,15 @@ class Draw:
                          steps=s.steps, options=s.options,
                          condition=Condition(self.labels, self.guidance, self.guide,
                                              self.tensors, self.guidance_interval),
-                         run=RunOptions(batch=self.batch, callback=callback))
+                         run=RunOptions(batch=self.batch, callback=callback,
+                                        sigmas=self.sigmas))
         meta = {"artifact": str(artifact), "solver": s.solver, "steps": s.steps,
                 "options": s.options, "seed": self.seed, "num": self.num,
                 "guidance": self.guidance,
                 "guidance_interval": (None if self.guidance_interval is None
                                       else list(self.guidance_interval)),
-                "guide": None if self.guide is None else str(self.guide.path)}
+                "guide": None if self.guide is None else str(self.guide.path),
+                "sigmas": self.sigmas}
         return write_samples(folder, samples, self.denoiser.info, meta, self.labels,
                              self.per_class, figures=figures)
 
@@ -87,12 +91,16 @@ class DrawOptions:
 
 
 def plan_draw(denoiser, options: DrawOptions, guide=None) -> Draw:
-    """Everything checked before the first step: solver, options, grid, labels, guide
-    (autoguidance's second, opened artifact)."""
-    from edgediff.grids import settings_grid
+    """Everything checked before the first step: solver, options, grid (an exact one
+    from --sigmas/--timesteps, else a tuned one from the artifact's sidecar, else the
+    schedule's), labels, guide (autoguidance's second, opened artifact)."""
+    from edgediff.grids import exact_grid, settings_grid
 
     o, info = options, denoiser.info
-    settings = SolverSettings.resolve(info, o.solver, o.steps, o.options)
+    asked = dict(o.options)
+    exact = exact_grid(info, asked, o.steps)
+    steps = o.steps if exact is None else len(exact) - 1
+    settings = SolverSettings.resolve(info, o.solver, steps, asked)
     settings_grid(info, settings)
     labels = labels_from_text(o.classes, info, o.num)
     per_class = o.num if labels is not None and len(labels) > o.num else None
@@ -100,5 +108,12 @@ def plan_draw(denoiser, options: DrawOptions, guide=None) -> Draw:
         from edgediff.runtime.guidance import check_guide
 
         check_guide(info, guide.info)
+    from edgediff.lab.tuned import tuned_sigmas
+
+    if exact is not None:
+        sigmas, note = exact, "σ grid: " + ", ".join(f"{s:.6g}" for s in exact[:-1]) + " (asked)"
+    else:
+        sigmas, note = tuned_sigmas(getattr(denoiser, "path", None), info, settings, asked)
     return Draw(denoiser, settings, o.num if labels is None else len(labels), o.seed, o.batch,
-                labels, per_class, o.guidance, guide, guidance_interval=o.guidance_interval)
+                labels, per_class, o.guidance, guide, guidance_interval=o.guidance_interval,
+                sigmas=sigmas, grid_note=note)

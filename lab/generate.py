@@ -153,7 +153,12 @@ def generate_artifact(artifact: Path, out: Path, options: GenerateOptions, *,
         ray_module()  # a missing extra stops here, before any work
     backend = replace(o.backend, max_batch=o.job_batch)
     D = runtime.load(artifact, backend)
-    settings = SolverSettings.resolve(D.info, o.solver, o.steps, o.options)
+    from edgediff.grids import exact_grid
+
+    asked = dict(o.options)
+    exact = exact_grid(D.info, asked, o.steps)
+    settings = SolverSettings.resolve(D.info, o.solver,
+                                      o.steps if exact is None else len(exact) - 1, asked)
     labels = labels_from_text(o.classes, D.info, o.num)
     guide_D = None if o.guide is None else runtime.load(o.guide, replace(backend,
                                                                          metadata=None))
@@ -162,7 +167,7 @@ def generate_artifact(artifact: Path, out: Path, options: GenerateOptions, *,
               o.shard_size, o.job_batch,
               None if labels is None else [int(v) for v in labels], o.guidance,
               None if o.guide is None else sha256_of(o.guide),
-              None if o.guidance_interval is None else list(o.guidance_interval))
+              None if o.guidance_interval is None else list(o.guidance_interval), exact)
     pool = None if pool_factory is None else pool_factory(job)
     if pool is None and o.ray is not None:
         from edgediff.lab.cluster import RayPool

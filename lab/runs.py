@@ -77,12 +77,17 @@ def plan_runs(suite, solvers, steps, nfe_list):
 def check_runs(info, runs) -> None:
     """Every run's solver, steps, options and σ grid, checked before the first one
     starts: a bad value in the last run of a suite should not cost the others."""
-    from edgediff.grids import settings_grid
+    from edgediff.grids import exact_grid, settings_grid
     from edgediff.settings import SolverSettings
 
     for label, solver, steps, options in runs:
         try:
-            settings_grid(info, SolverSettings.resolve(info, solver, steps, options))
+            options = dict(options)
+            exact = exact_grid(info, options)
+            if exact is None:
+                settings_grid(info, SolverSettings.resolve(info, solver, steps, options))
+            else:
+                SolverSettings.resolve(info, solver, len(exact) - 1, options)
         except EdgediffError as e:
             raise EdgediffError(f"run {label}: {e}") from None
 

@@ -36,6 +36,7 @@ class Job:
     guidance: float | None = None
     guide_sha256: str | None = None
     guidance_interval: list[float] | None = None  # guided only for LO < σ ≤ HI
+    sigmas: list[float] | None = None  # an exact grid (--sigmas/--timesteps), else the settings'
 
     def __post_init__(self):
         for name in ("num", "shard_size", "batch"):
@@ -96,7 +97,8 @@ def run_shard(denoiser, job: Job, shard: Shard, features=None, guide=None) -> Sh
                        condition=runtime.Condition(labels=labels, guidance=job.guidance,
                                                    guide=guide,
                                                    guidance_interval=job.guidance_interval),
-                       run=runtime.RunOptions(first=shard.start, batch=job.batch))
+                       run=runtime.RunOptions(first=shard.start, batch=job.batch,
+                                              sigmas=job.sigmas))
     m = None if features is None else moments(features(x))
     return ShardResult(shard, x, labels, m)
 

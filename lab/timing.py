@@ -29,6 +29,7 @@ class TimedRequest:
     guidance: float | None = None
     first: int = 0
     labels: np.ndarray | None = None
+    sigmas: list[float] | None = None  # an exact grid; then steps is its length − 1
 
 
 def timed_sample(denoiser: Denoiser, request: TimedRequest) -> tuple[np.ndarray, list[float]]:
@@ -43,7 +44,7 @@ def timed_sample(denoiser: Denoiser, request: TimedRequest) -> tuple[np.ndarray,
         out.append(sample(denoiser, n, seed=r.seed, solver=r.solver, steps=r.steps,
                           options=r.options,
                           condition=Condition(labels=labels, guidance=r.guidance),
-                          run=RunOptions(first=r.first + start, batch=n)))
+                          run=RunOptions(first=r.first + start, batch=n, sigmas=r.sigmas)))
         times.append((time.perf_counter() - t0) / n)
     return np.concatenate(out), times
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,17 +108,23 @@ def sample(denoiser: Denoiser, num: int, *, seed: int = 0, solver: str | None = 
     return out
 
 
-def load(path: str | Path, options: BackendOptions | None = None, *,
-         provider: str | None = None, threads: int | None = None,
-         cuda_graph: bool | None = None, metadata: dict | None = None,
-         max_batch: int | None = None) -> Denoiser:
+def load(path: str | Path, options: BackendOptions | None = None,
+         **shorthands: Any) -> Denoiser:
     """Open an artifact with the engine its suffix names (``edgediff.runtime.backends``):
-    ``.onnx`` with ONNX Runtime, ``.plan`` with TensorRT (it must carry its sidecar).
-    ``options`` (``BackendOptions``) say how; the keywords are shorthands for its
-    fields (``runtime.load(path, threads=2)``) and override it."""
-    given = {k: v for k, v in (("provider", provider), ("threads", threads),
-                               ("cuda_graph", cuda_graph), ("metadata", metadata),
-                               ("max_batch", max_batch)) if v is not None}
+    ``.onnx`` with ONNX Runtime (or OpenVINO: ``engine="openvino"``), ``.plan`` with
+    TensorRT (it must carry its sidecar). ``options`` (``BackendOptions``) say how;
+    keywords are shorthands for its fields (``provider``, ``threads``, ``cuda_graph``,
+    ``metadata``, ``max_batch``, ``engine``, ``precision``, ``device``:
+    ``runtime.load(path, threads=2)``, ``runtime.load(path, engine="openvino",
+    precision="bf16")``) and override it; None leaves a field as it is.
+    (``runtime.load`` itself is ``edgediff.runtime.pipeline.load``, which also opens
+    bundle folders.)"""
+    known = {f.name for f in fields(BackendOptions)}
+    unknown = sorted(set(shorthands) - known)
+    if unknown:
+        raise EdgediffError(f"runtime.load takes no keyword {unknown[0]!r}; the shorthands are "
+                            f"BackendOptions' fields: {', '.join(sorted(known))}")
+    given = {k: v for k, v in shorthands.items() if v is not None}
     options = BackendOptions() if options is None else options
     if given:
         options = replace(options, **given)

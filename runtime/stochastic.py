@@ -219,3 +219,45 @@ def dpmpp_2m_sde(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn,
         np.copyto(old_denoised, denoised)
         h_last = h
     raise AssertionError("unreachable: σ grids end in 0")
+
+
+@implements("cm", "numpy")
+def cm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, sigma_min: float = 0.002,
+       clip: Range = None, callback: Callback = None) -> np.ndarray:
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1): x̂ ← D(x̂; σ_i)
+    (a consistency model's f, its boundary condition inside the graph), then
+    x̂ ← D + sqrt(σ_{i+1}² − σ_min²)·z before the next call; the last call's D is
+    the sample, so one step draws no noise. ``clip`` clamps D to the data range
+    (diffusers' ``clip_denoised``). σ's below σ_min re-noise by nothing, as
+    diffusers' CMStochasticIterativeScheduler clamps them."""
+    sigma_min = loop_defaults("cm", sigma_min=sigma_min)["sigma_min"]
+    return _consistency(denoiser, x, sigmas, noise, sigma_min, clip, callback)
+
+
+@implements("lcm", "numpy")
+def lcm(denoiser: Denoiser, x: np.ndarray, sigmas, *, noise: NoiseFn, sigma_min: float = 0.0,
+        clip: Range = None, callback: Callback = None) -> np.ndarray:
+    """``cm`` with σ_min = 0 by default: the loop of LCM's scheduler and of
+    k-diffusion's ``sample_lcm`` (x̂ ← D + σ_{i+1}·z)."""
+    sigma_min = loop_defaults("lcm", sigma_min=sigma_min)["sigma_min"]
+    return _consistency(denoiser, x, sigmas, noise, sigma_min, clip, callback)
+
+
+def _consistency(denoiser: Denoiser, x: np.ndarray, sigmas, noise: NoiseFn, sigma_min: float,
+                 clip: Range, callback: Callback) -> np.ndarray:
+    sigmas = check_sigmas(sigmas)
+    call, clamp = Call(denoiser, x.shape), _Clamp(clip, x.shape)
+    x = np.array(x, dtype=np.float64)
+    tmp = np.empty_like(x)
+    for i in range(len(sigmas) - 1):
+        call.step = i
+        sig, sig_next = sigmas[i], sigmas[i + 1]
+        denoised = clamp(call(x, sig))
+        report(callback, i, x, sig, sig_next, denoised)
+        if sig_next == 0:
+            return denoised
+        np.copyto(x, denoised)
+        std = math.sqrt(max(sig_next**2 - sigma_min**2, 0.0))
+        if std > 0:
+            _add_scaled(x, std, noise(i), tmp)
+    raise AssertionError("unreachable: σ grids end in 0")

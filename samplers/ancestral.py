@@ -1,4 +1,5 @@
-"""Ancestral samplers on a σ grid: DDPM's posterior step, DDIM(η), Euler ancestral."""
+"""Ancestral samplers on a σ grid: DDPM's posterior step, DDIM(η), Euler ancestral,
+and multistep consistency sampling (cm, lcm)."""
 
 from __future__ import annotations
 
@@ -116,4 +117,44 @@ def euler_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas, *, eta: float =
         x = x + (sigma_down - sig) * (x - denoised) / sig  # Euler step
         if sigma_up > 0:
             x = x + sigma_up * z(i)
+    raise AssertionError("unreachable: σ grids end in 0")
+
+
+@implements("cm", "torch")
+@torch.no_grad()
+def cm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, sigma_min: float = 0.002,
+       clip: Range = None, noise: Noise = None, generator: torch.Generator | None = None,
+       callback: Callback = None) -> torch.Tensor:
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1) in x̂:
+
+        x̂ ← D(x̂; σ_i),   then   x̂ ← x̂ + sqrt(σ_{i+1}² − σ_min²)·z
+
+    before the next call (no noise where σ_{i+1} ≤ σ_min, as diffusers clamps);
+    the last call's D is the sample. ``clip`` clamps each D to the data range.
+    """
+    sigma_min = loop_defaults("cm", sigma_min=sigma_min)["sigma_min"]
+    return _consistency(denoiser, x, sigmas, sigma_min, clip, noise, generator, callback)
+
+
+@implements("lcm", "torch")
+@torch.no_grad()
+def lcm(denoiser: Denoiser, x: torch.Tensor, sigmas, *, sigma_min: float = 0.0,
+        clip: Range = None, noise: Noise = None, generator: torch.Generator | None = None,
+        callback: Callback = None) -> torch.Tensor:
+    """``cm`` with σ_min = 0: LCM's loop, k-diffusion's ``sample_lcm``."""
+    sigma_min = loop_defaults("lcm", sigma_min=sigma_min)["sigma_min"]
+    return _consistency(denoiser, x, sigmas, sigma_min, clip, noise, generator, callback)
+
+
+def _consistency(denoiser, x, sigmas, sigma_min, clip, noise, generator, callback):
+    sigmas = as_sigmas(sigmas)
+    x = start_state(x)
+    z = noise_source(noise, x, generator)
+    for i in range(len(sigmas) - 1):
+        sig, sig_next = sigmas[i], sigmas[i + 1]
+        denoised = clamp(denoise(denoiser, x, sig), clip)
+        report(callback, i, x, sig, sig_next, denoised)
+        if sig_next == 0:
+            return denoised
+        x = denoised + math.sqrt(max(sig_next**2 - sigma_min**2, 0.0)) * z(i)
     raise AssertionError("unreachable: σ grids end in 0")

@@ -29,6 +29,16 @@ NUM = r"[0-9]+(?:\.[0-9]+)?(?:e[-+][0-9]+)?"
 
 # what each benchmark's quick run prints, as regular expressions (multiline)
 EXPECT = {
+    "cpu_engines": [r"^.+, \d+ cores; flags: .+$",
+                    rf"^  ort fp32\s+{NUM} \[{NUM}\]\s+{NUM}×$",
+                    rf"^  openvino f32\s+{NUM} \[{NUM}\]\s+{NUM}×$",
+                    rf"^  openvino bf16\s+({NUM} \[{NUM}\]\s+{NUM}×|skipped: .+)$",
+                    rf"^  ort int8\s+{NUM} / {NUM}(\s+{NUM} / {NUM}){{2}}\s+gate: .+$"],
+    "decoder_speed": [r"^CPU: .*; flags: ",
+                      rf"^SD-VAE \(AutoencoderKL\): {NUM} M parameters, {NUM} GFLOP per decode "
+                      rf"of 8×8×4 → 16×16; export fp32 {NUM} s \(validated: True\)",
+                      *(rf"^{name}\s+{NUM} M\s+{NUM}(\s+{NUM} \[\s*{NUM}\]){{3}}\s+{NUM}×\s+"
+                        rf"{NUM}×\s+{NUM}$" for name in ("SD-VAE", "TAESD"))],
     "digits_quality": [rf"^7-NFE Heun samples vs held-out\s+\d+\s+{NUM}$",
                        rf"^real half A vs real half B\s+\d+\s+{NUM}$"],
     "edm_snapshot": [rf"^export \(edgediff export, child process\): {NUM} s, peak RSS {NUM} MiB$",
@@ -45,7 +55,8 @@ EXPECT = {
                           rf"^unet-edm\s+fp16\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}"],
     "generate_throughput": [rf"^Ray, 2 workers\s+{NUM}\s+\[{NUM}\]\s+{NUM}\s+{NUM}x$",
                             r"^identical files in every configuration: True$"],
-    "guidance_quality": [rf"^unconditional \(null\)\s+-\s+{NUM}$", rf"^2\s+{NUM}\s+{NUM}$"],
+    "guidance_quality": [rf"^unconditional \(null\)\s+-\s+{NUM}$", rf"^2\s+{NUM}\s+{NUM}$",
+                         rf"^\(0\.28, 2\.9\]\s+{NUM}\s+{NUM}\s+\d+$"],
     "guidance_speed": [rf"^digits \(conditional, shipped\)\s+1\s+{NUM} \[{NUM}\]\s+{NUM} "
                        rf"\[{NUM}\]\s+{NUM}×$"],
     "int8_quality": [rf"^int8, trajectory\s+{NUM} \({NUM}\)\s+{NUM}(\s+{NUM}){{3}}$"],
@@ -53,7 +64,17 @@ EXPECT = {
                    rf"\[{NUM}\]\s+int8 vs fp32 {NUM}×, fp32 vs torch {NUM}×",
                    r"int8 kernels run: integer \{'QGemm'"],
     "parity": [rf"^heun\s+5\s+{NUM}\s+{NUM}$", rf"^unipc\s+order=3\s+5\s+{NUM}\s+{NUM}$"],
+    "tiled_decode": [rf"^untiled\s+\d+×\d+  peak RSS {NUM} MiB  \(session open: {NUM} MiB\)  "
+                     rf"{NUM} s$",
+                     rf"^tiled \d+/\d+\s+\d+×\d+  peak RSS {NUM} MiB  \(session open: {NUM} "
+                     rf"MiB\)  {NUM} s$",
+                     rf"^tiled vs untiled: max abs {NUM}, mean abs {NUM} "],
     "runtime_vs_torch": [rf"^\s+1\s+{NUM} \[{NUM}\]\s+{NUM} \[{NUM}\]\s+{NUM}x\s+{NUM}\s+{NUM}"],
+    "tuned_grids": [r"^CPU: .*; flags: ",
+                    rf"^dpmpp_3m\(published\)\s+5(\s+{NUM}){{4}}\s+\d+  {NUM} ",
+                    rf"^heun \(default grid\)\s+35\s+{NUM}$",
+                    rf"^best at 5 NFE: .*, tuned FD {NUM} = {NUM}× Heun-35's {NUM}: goal "
+                    r"\(within 10 %\) (met|NOT met)$"],
 }
 
 

@@ -71,6 +71,9 @@ def test_autoguidance_takes_a_matching_guide(cond, tmp_path):
      "the guiding model does not match"),
     (["{plain}", "--class", "0", "--guidance", "2", "--guide", "{cfg}"],
      "export it without --guidance"),
+    (["{plain}", "--class", "0", "--guidance-interval", "0.1", "1"], "needs a guidance scale"),
+    (["{plain}", "--class", "0", "--guidance", "2", "--guidance-interval", "3", "1"],
+     "0 ≤ LO < HI"),
 ])
 def test_bad_conditioning_is_one_line_and_writes_nothing(cond, artifacts, tmp_path, args,
                                                          says):
@@ -78,6 +81,30 @@ def test_bad_conditioning_is_one_line_and_writes_nothing(cond, artifacts, tmp_pa
     r = run("sample", *[a.format(**paths) for a in args], "-o", tmp_path / "out")
     assert r.exit_code != 0 and says in r.output, r.output
     assert "Traceback" not in r.output and not (tmp_path / "out").exists()
+
+
+def test_sample_and_generate_guide_in_an_interval(cond, tmp_path):
+    """--guidance-interval reaches the samples through sample and generate alike, and
+    is recorded with them; it lies between full guidance and none."""
+    common = ["--class", "0,1", "--num", 4, "--solver", "heun", "--steps", 8, "--seed", 1]
+    got = {}
+    for tag, extra in (("full", ["--guidance", 4]), ("none", ["--guidance", 1]),
+                       ("part", ["--guidance", 4, "--guidance-interval", 0.1, 2.0])):
+        r = run("sample", cond["plain"], *common, *extra, "-o", tmp_path / tag)
+        assert r.exit_code == 0, r.output
+        with np.load(tmp_path / tag / "samples.npz") as z:
+            got[tag], meta = z["samples"], json.loads(str(z["meta"]))
+    assert meta["guidance_interval"] == [0.1, 2.0]
+    assert np.abs(got["part"] - got["full"]).max() > 1e-3
+    assert np.abs(got["part"] - got["none"]).max() > 1e-3
+    r = run("generate", cond["plain"], "--class", "0,1", "--num", 4, "--solver", "heun",
+            "--steps", 8, "--seed", 1, "--guidance", 4, "--guidance-interval", 0.1, 2.0,
+            "-o", tmp_path / "gen")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((tmp_path / "gen" / "manifest.json").read_text())
+    assert manifest["job"]["guidance_interval"] == [0.1, 2.0]
+    shard = np.concatenate([np.load(p) for p in sorted((tmp_path / "gen").glob("*samples*.npy"))])
+    assert np.array_equal(shard, got["part"])
 
 
 @pytest.mark.extra("lab")

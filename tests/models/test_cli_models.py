@@ -62,7 +62,8 @@ def edit_config(**changes):
 @pytest.mark.parametrize("damage,target,match", [
     (corrupt_weights, "m.safetensors", "truncated or not a safetensors file"),
     (edit_config(architecture={"name": "vit", "args": {}}), "m.json", "unknown architecture"),
-    (edit_config(parameterization={"name": "wavelet", "args": {}}), "m", "unknown parameterization"),
+    (edit_config(parameterization={"name": "wavelet", "args": {}}), "m",
+     "unknown parameterization"),
     (edit_config(architecture={"name": "mlp", "args": {"dim": 2, "hidden": 32, "depth": 1}}),
      "m", "do not fit"),
     (lambda f: None, "nothing.safetensors", "does not exist"),

@@ -31,6 +31,8 @@ CASES = {
     "ipndm": ("ipndm", 20, {"order": 4}),
     "deis": ("deis", 20, {"order": 3}),
     "unipc": ("unipc", 20, {"order": 3}),
+    "cm": ("cm", 4, {}),
+    "lcm": ("lcm", 4, {}),
 }
 SEED, BATCH = 5, 6
 

@@ -25,7 +25,7 @@ from edgediff.tolerance import TrajectoryScale
 
 STEPS = {"ddpm": 30, "euler_maruyama": 30, "euler": 12, "heun": 8, "edm": 10, "ddim": 12,
          "dpmpp_2m": 8, "euler_ancestral": 12, "dpmpp_2m_sde": 12, "dpmpp_3m": 12, "ipndm": 12,
-         "deis": 12, "unipc": 12}
+         "deis": 12, "unipc": 12, "cm": 4, "lcm": 4}
 OPTIONS = {"edm": {"S_churn": 20.0, "S_tmin": 0.05, "S_tmax": 20.0}, "ddim": {"eta": 0.5}}
 W = 2.5
 

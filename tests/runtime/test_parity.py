@@ -39,6 +39,9 @@ CASES = {
     "deis": ("deis", 20, {"order": 3}),
     "deis-log_rho": ("deis", 20, {"basis": "log_rho"}),
     "unipc": ("unipc", 20, {"order": 3}),
+    "cm": ("cm", 4, {}),
+    "cm-clip": ("cm", 4, {"clip": True, "sigma_min": 0.01}),
+    "lcm": ("lcm", 4, {}),
 }
 SEED, BATCH = 7, 6
 

@@ -1,0 +1,108 @@
+"""The decoder stage of a bundle: ``decode(z) -> image`` run by ONNX Runtime.
+
+The graph (``edgediff.export.decoder``) takes ``z`` [B, C, h, w] float32 (or float16
+for an fp16 graph: the input's declared type decides) with B, h and w dynamic,
+and returns ``image`` [B, 3, h·upscale, w·upscale] in its ``data_range``; the
+latent map is inside. Its metadata (``edgediff.stage = decoder`` and
+``edgediff.decoder``) is read and checked when it is opened
+(``edgediff.latent.DecoderInfo``). A decode is a plain ``session.run``: shapes
+change with the tile and the batch, so there is nothing to bind once.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edgediff.errors import EdgediffError, missing_extra
+from edgediff.latent import DecoderInfo
+from edgediff.metadata import MetadataError
+from edgediff.runtime.backends import PROVIDERS, BackendOptions
+
+log = logging.getLogger(__name__)
+
+INPUT, OUTPUT = "z", "image"
+_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def read_props(path: str | Path) -> dict[str, str]:
+    """A graph's metadata_props, read with ONNX Runtime (graph optimizations off)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise missing_extra("onnxruntime", "cpu") from None
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception:  # ONNX Runtime raises its own unrelated types per failure
+        raise EdgediffError(f"{path} is not an ONNX model ONNX Runtime can read") from None
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+class OrtDecoder:
+    """``decode(z)`` from a decoder graph, run by ONNX Runtime on ``options.provider``
+    (cpu or cuda) with ``options.threads``."""
+
+    def __init__(self, path: str | Path, options: BackendOptions | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise missing_extra("onnxruntime", "cpu") from None
+        options = BackendOptions() if options is None else options
+        self.path = Path(path)
+        if getattr(options, "engine", "onnxruntime") != "onnxruntime":
+            raise EdgediffError(f"the decoder stage runs on ONNX Runtime in this build, not "
+                                f"{options.engine}; open it with --decoder-provider cpu or cuda")
+        if options.provider == "tensorrt":
+            raise EdgediffError("the decoder stage runs with --decoder-provider cpu or cuda; "
+                                "the TensorRT execution provider needs fixed tile shapes")
+        wanted = PROVIDERS[options.provider]
+        if wanted[0] not in ort.get_available_providers():
+            raise EdgediffError(f"ONNX Runtime here has no {wanted[0]}; pip install "
+                                f'"edgediff[gpu]", or decode on the cpu')
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = options.threads or 0
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        providers = [(p, {"device_id": options.device_id}) if p != "CPUExecutionProvider"
+                     else p for p in wanted]
+        try:
+            self.session = ort.InferenceSession(str(self.path), so, providers=providers)
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise EdgediffError(f"{self.path} is not an ONNX model ONNX Runtime can load: "
+                                f"{first}") from None
+        try:
+            self.info = DecoderInfo.from_props(dict(
+                self.session.get_modelmeta().custom_metadata_map))
+        except MetadataError as e:
+            raise EdgediffError(f"{self.path}: {e}") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if [i.name for i in inputs] != [INPUT] or [o.name for o in outputs] != [OUTPUT]:
+            raise EdgediffError(f"{self.path} has inputs {[i.name for i in inputs]} and outputs "
+                                f"{[o.name for o in outputs]}; a decoder graph takes {INPUT} "
+                                f"and returns {OUTPUT}")
+        if inputs[0].type not in _DTYPES:
+            raise EdgediffError(f"{self.path}: input {INPUT} is {inputs[0].type}; a decoder "
+                                f"takes float or float16")
+        self._dtype = _DTYPES[inputs[0].type]
+        self.provider = options.provider
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        """The images of latents ``z`` [B, C, h, w], float32 [B, 3, h·upscale, w·upscale]."""
+        z = np.asarray(z)
+        if z.ndim != 4 or z.shape[1] != self.info.latent_channels:
+            raise EdgediffError(f"a decoder of {self.info.latent_channels}-channel latents "
+                                f"takes [B, {self.info.latent_channels}, h, w], got "
+                                f"{list(z.shape)}")
+        (image,) = self.session.run([OUTPUT], {INPUT: z.astype(self._dtype, copy=False)})
+        return image.astype(np.float32, copy=False)
+
+
+def open_decoder(path: str | Path, options: BackendOptions | None = None) -> OrtDecoder:
+    """The decoder graph at ``path``, opened as ``options`` say."""
+    return OrtDecoder(path, options)
