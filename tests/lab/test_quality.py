@@ -46,9 +46,8 @@ def test_steps_for_nfe_spends_at_most_the_budget(solver):
 
 
 def test_every_preset_is_a_valid_solver_and_every_suite_resolves():
-    from edgediff.settings import SolverSettings
-
     from edgediff.grids import EXACT
+    from edgediff.settings import SolverSettings
 
     for name in configs.presets():
         solver, steps, options = configs.preset(name)
