@@ -132,6 +132,12 @@ def parse_numbers(text, flag: str) -> list[float]:
     return values
 
 
+def _decreasing(values: list[float], flag: str) -> None:
+    if any(b >= a for a, b in itertools.pairwise(values)):
+        raise EdgediffError(f"{flag} must be strictly decreasing, got "
+                            f"{', '.join(f'{v:g}' for v in values)}")
+
+
 def exact_sigmas(info: TrainedRange, sigmas) -> list[float]:
     """A distilled model's own σ's (``--sigmas``), largest first, without the final 0:
     finite, strictly decreasing and inside the model's trained range, else one
@@ -143,9 +149,7 @@ def exact_sigmas(info: TrainedRange, sigmas) -> list[float]:
     if bad:
         raise EdgediffError(f"--sigmas must be finite and > 0 (the final 0 is implied), got "
                             f"{bad[0]:g}")
-    if any(b >= a for a, b in itertools.pairwise(values)):
-        raise EdgediffError(f"--sigmas must be strictly decreasing, got "
-                            f"{', '.join(f'{v:g}' for v in values)}")
+    _decreasing(values, "--sigmas")
     return check_grid_range(info, [*values, 0.0])
 
 
@@ -165,9 +169,7 @@ def timestep_sigmas(info: TrainedRange, timesteps) -> list[float]:
     if bad:
         raise EdgediffError(f"--timesteps takes whole numbers from 0 to {last} (this model's "
                             f"training timesteps), got {bad[0]:g}")
-    if any(b >= a for a, b in itertools.pairwise(values)):
-        raise EdgediffError(f"--timesteps must be strictly decreasing, got "
-                            f"{', '.join(f'{v:g}' for v in values)}")
+    _decreasing(values, "--timesteps")
     steps = np.asarray(values, dtype=np.int64)
     return check_grid_range(info, [*schedule.sigma_table[steps].tolist(), 0.0])
 

@@ -168,16 +168,11 @@ def trace_decoder(decoder: nn.Module, path: str | Path, channels: int,
 
 
 def stamp_decoder(path: str | Path, info: DecoderInfo, *, full_check: bool = True) -> None:
-    """Write ``info.to_props()`` as the file's ``metadata_props`` after onnx.checker."""
-    import onnx
+    """Write ``info.to_props()`` as the file's ``metadata_props`` after onnx.checker
+    (``edgediff.export.describe.stamp``, which takes any object with ``to_props``)."""
+    from edgediff.export.describe import stamp
 
-    proto = onnx.load(str(path))
-    del proto.metadata_props[:]
-    for key, value in info.to_props().items():
-        proto.metadata_props.add(key=key, value=value)
-    proto.producer_name = "edgediff"
-    onnx.checker.check_model(proto, full_check=full_check)
-    onnx.save(proto, str(path))
+    stamp(path, info, full_check=full_check)
 
 
 def export_decoder(vae_folder: str | Path, out: str | Path, *, latent_size: tuple[int, int],

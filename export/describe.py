@@ -68,7 +68,8 @@ def quality_reference(config: dict) -> dict | None:
 
 
 def stamp(path: str | Path, info: ArtifactInfo, *, full_check: bool = True) -> None:
-    """Write ``info`` into the ONNX file at ``path`` (its ``metadata_props``, replacing
+    """Write ``info`` (an ``ArtifactInfo``, or anything with ``to_props``: a decoder's
+    ``DecoderInfo``) into the ONNX file at ``path`` (its ``metadata_props``, replacing
     any there; producer "edgediff"), after ``onnx.checker`` passes it."""
     import onnx
 
