@@ -9,8 +9,17 @@ from edgediff.errors import EdgediffError
 
 
 def decoder_options(f):
-    """--decoder-provider, --decoder-threads, --tile and --tile-overlap."""
+    """--decoder-backend, --decoder-precision, --decoder-provider, --decoder-threads,
+    --tile and --tile-overlap."""
     opts = [
+        click.option("--decoder-backend", type=click.Choice(("onnxruntime", "openvino")),
+                     default=None,
+                     help="Bundles: what runs the decoder stage, apart from the denoiser's "
+                          "--backend [default: ONNX Runtime]."),
+        click.option("--decoder-precision", type=click.Choice(("f32", "bf16", "f16")),
+                     default=None,
+                     help="Bundles, with --decoder-backend openvino: the decoder's inference "
+                          "precision (bf16 needs AVX512_BF16 or AMX on a CPU) [default: f32]."),
         click.option("--decoder-provider", type=click.Choice(("cpu", "cuda")), default=None,
                      help="Bundles: ONNX Runtime's provider for the decoder stage, apart from "
                           "the denoiser's --provider [default: the same; cuda for tensorrt]."),
@@ -45,13 +54,20 @@ def tiling(tile: int | None, overlap: int | None):
 
 
 def stage_options(provider: str | None, threads: int | None, denoiser_provider: str,
-                  denoiser_threads: int | None):
+                  denoiser_threads: int | None, engine: str | None = None,
+                  precision: str | None = None):
     """The decoder's ``BackendOptions`` when a flag sets them, else None (the default:
-    the denoiser's provider and threads, ``runtime.pipeline.default_decoder_options``)."""
-    if provider is None and threads is None:
+    the denoiser's provider and threads, ``runtime.pipeline.default_decoder_options``).
+    ``engine``/``precision``: --decoder-backend and --decoder-precision."""
+    if provider is None and threads is None and engine is None and precision is None:
         return None
     from edgediff.runtime import BackendOptions
 
+    if precision is not None and engine != "openvino":
+        raise EdgediffError("--decoder-precision is OpenVINO's; add --decoder-backend openvino")
     if provider is None:
         provider = "cuda" if denoiser_provider == "tensorrt" else denoiser_provider
-    return BackendOptions(provider=provider, threads=threads or denoiser_threads)
+    if engine == "openvino":
+        provider = "cpu"  # OpenVINO chooses its device, not an ONNX Runtime provider
+    return BackendOptions(provider=provider, threads=threads or denoiser_threads,
+                          engine=engine or "onnxruntime", precision=precision)

@@ -59,10 +59,9 @@ def _fmt(v, spec):
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("out/bench"), show_default=True, help="Output folder.")
 def command(artifact, suite, solvers, steps, sigmas, timesteps, nfe_list, num, batch, seed,
-            reference_steps,
-            guidance_list, fid, provider, threads, cuda_graph, metadata_file, engine, precision,
-            device, decoder_provider, decoder_threads, tile, tile_overlap, ray_address,
-            workers, gate_reference, out):
+            reference_steps, guidance_list, fid, provider, threads, cuda_graph, metadata_file,
+            engine, precision, device, decoder_backend, decoder_precision, decoder_provider,
+            decoder_threads, tile, tile_overlap, ray_address, workers, gate_reference, out):
     """Run solvers on ARTIFACT side by side and print speed and quality.
 
     Every run draws samples 0…num−1 of one seed, so all start from the same x_T.
@@ -111,7 +110,7 @@ def command(artifact, suite, solvers, steps, sigmas, timesteps, nfe_list, num, b
                                      engine=engine, precision=precision, device=device)
     named, artifact = artifact, artifact_path(artifact)
     D = runtime.load(artifact, backend, decoder_options=stage_options(
-        decoder_provider, decoder_threads, provider, threads))
+        decoder_provider, decoder_threads, provider, threads, decoder_backend, decoder_precision))
     if hasattr(D, "decode"):  # a bundle: time the stages
         return _bench_bundle(D, named, None if defaults else runs, num or suite_num or 8,
                              batch, seed, tiling(tile, tile_overlap), out)

@@ -84,6 +84,8 @@ def command(artifact, preset, solver, steps, num, shard_size, batch, seed, class
     job = manifest.job
     click.echo(f"wrote {len(manifest.shards)} shards of {job['shard_size']} ({job['num']} "
                f"samples, {job['solver']} {job['steps']} steps) and {out / 'manifest.json'}")
+    if job.get("sigmas"):  # --sigmas/--timesteps, or a tuned grid from the artifact's sidecar
+        click.echo("σ grid: " + ", ".join(f"{s:.6g}" for s in job["sigmas"][:-1]))
     features = manifest.features
     if features and "frechet_distance" in features:
         click.echo(f"FD ({features['space']} features, {features['n']} samples) vs "

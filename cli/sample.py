@@ -57,7 +57,8 @@ def _list_presets(ctx, _param, value):
 def command(artifact, preset, solver, steps, num, batch, seed, classes, guidance, guide,
             guidance_interval, cond,
             provider, threads, cuda_graph, metadata_file, engine, precision, device,
-            decoder_provider, decoder_threads, tile, tile_overlap, out, knobs):
+            decoder_backend, decoder_precision, decoder_provider, decoder_threads, tile,
+            tile_overlap, out, knobs):
     """Sample ARTIFACT (an exported .onnx file or a TensorRT .plan) with the
     torch-free runtime; write samples.npz and a PNG (image grid or 2-D scatter).
 
@@ -94,7 +95,8 @@ def command(artifact, preset, solver, steps, num, batch, seed, classes, guidance
 
     solver, steps, options = resolve(preset, solver, steps, **knobs)
     chosen = {"engine": engine, "precision": precision, "device": device}
-    decoding = stage_options(decoder_provider, decoder_threads, provider, threads)
+    decoding = stage_options(decoder_provider, decoder_threads, provider, threads,
+                             decoder_backend, decoder_precision)
     D = load_artifact(artifact_path(artifact), provider, threads, cuda_graph, metadata_file,
                       max_batch=batch, decoder_options=decoding, **chosen)
     if hasattr(D, "decode"):  # a bundle: sample latents, decode them into images

@@ -107,11 +107,19 @@ def run_bench(denoiser: Denoiser, runs: list[Run], options: BenchOptions,
 
     o, guidance = options, options.guidance
     labels = class_labels_for(denoiser.info, o.num) if guidance else None
+    from edgediff.lab.tuned import tuned_sigmas
+    from edgediff.settings import SolverSettings
+
     work = []
     for label, solver, steps, opts in runs:
         opts = dict(opts)
         exact = exact_grid(denoiser.info, opts)
         steps = steps if exact is None else len(exact) - 1
+        if exact is None:  # a grid tuned for this run (edgediff tune-grid), if the sidecar has one
+            exact, _ = tuned_sigmas(getattr(denoiser, "path", None), denoiser.info,
+                                    SolverSettings.resolve(denoiser.info, solver, steps, opts),
+                                    opts)
+            label += "" if exact is None else " (tuned)"
         work += [Work(f"{label} w={w:g}" if guidance else label, solver, steps, opts, w, exact)
                  for w in (guidance or [None])]
     reference = None

@@ -159,6 +159,10 @@ def generate_artifact(artifact: Path, out: Path, options: GenerateOptions, *,
     exact = exact_grid(D.info, asked, o.steps)
     settings = SolverSettings.resolve(D.info, o.solver,
                                       o.steps if exact is None else len(exact) - 1, asked)
+    if exact is None:  # a grid tuned for these settings (edgediff tune-grid), if any
+        from edgediff.lab.tuned import tuned_sigmas
+
+        exact, _ = tuned_sigmas(artifact, D.info, settings, asked)  # the manifest records it
     labels = labels_from_text(o.classes, D.info, o.num)
     guide_D = None if o.guide is None else runtime.load(o.guide, replace(backend,
                                                                          metadata=None))

@@ -1,4 +1,4 @@
-"""The decoder stage of a bundle: ``decode(z) -> image`` run by ONNX Runtime.
+"""The decoder stage of a bundle: ``decode(z) -> image`` run by ONNX Runtime or OpenVINO.
 
 The graph (``edgediff.export.decoder``) takes ``z`` [B, C, h, w] float32 (or float16
 for an fp16 graph: the input's declared type decides) with B, h and w dynamic,
@@ -54,9 +54,6 @@ class OrtDecoder:
             raise missing_extra("onnxruntime", "cpu") from None
         options = BackendOptions() if options is None else options
         self.path = Path(path)
-        if getattr(options, "engine", "onnxruntime") != "onnxruntime":
-            raise EdgediffError(f"the decoder stage runs on ONNX Runtime in this build, not "
-                                f"{options.engine}; open it with --decoder-provider cpu or cuda")
         if options.provider == "tensorrt":
             raise EdgediffError("the decoder stage runs with --decoder-provider cpu or cuda; "
                                 "the TensorRT execution provider needs fixed tile shapes")
@@ -103,6 +100,73 @@ class OrtDecoder:
         return image.astype(np.float32, copy=False)
 
 
-def open_decoder(path: str | Path, options: BackendOptions | None = None) -> OrtDecoder:
-    """The decoder graph at ``path``, opened as ``options`` say."""
+class OpenVinoDecoder:
+    """``decode(z)`` compiled by OpenVINO on ``options.device`` at ``options.precision``
+    (checked as for denoisers: ``edgediff.runtime.backends.openvino``), its h and w
+    left dynamic, since tiles and batches change them; the metadata from the
+    model's ``rt_info``, as the OpenVINO denoiser reads it."""
+
+    def __init__(self, path: str | Path, options: BackendOptions):
+        from edgediff.hardware import cpu_flags
+        from edgediff.runtime.backends.openvino import (
+            _first_line,
+            _import_ov,
+            check_device,
+            inference_precision,
+        )
+
+        ov = _import_ov()
+        self.path, device = Path(path), options.device
+        core = ov.Core()
+        check_device(device, core.available_devices)
+        try:
+            capabilities = list(core.get_property(device, "OPTIMIZATION_CAPABILITIES"))
+        except RuntimeError:
+            capabilities = None
+        on_cpu = device.split(".")[0] == "CPU"
+        self.precision = inference_precision(device, options.precision,
+                                             cpu_flags() if on_cpu else frozenset(), capabilities)
+        try:
+            model = core.read_model(str(self.path))
+        except Exception as e:  # OpenVINO raises RuntimeError or its own types per failure
+            raise EdgediffError(f"{self.path} is not an ONNX model OpenVINO can read: "
+                                f"{_first_line(e)}") from None
+        framework = model.get_rt_info()["framework"] if "framework" in model.get_rt_info() else {}
+        try:
+            self.info = DecoderInfo.from_props({k: v.astype(str) for k, v in framework.items()})
+        except MetadataError as e:
+            raise EdgediffError(f"{self.path}: {e}") from None
+        names = ([p.get_any_name() for p in model.inputs],
+                 [p.get_any_name() for p in model.outputs])
+        if names != ([INPUT], [OUTPUT]):
+            raise EdgediffError(f"{self.path} has inputs {names[0]} and outputs {names[1]}; a "
+                                f"decoder graph takes {INPUT} and returns {OUTPUT}")
+        self._dtype = np.dtype(model.inputs[0].get_element_type().to_dtype())
+        config = {"INFERENCE_PRECISION_HINT": self.precision}
+        if on_cpu and options.threads:
+            config["INFERENCE_NUM_THREADS"] = options.threads
+        try:
+            self.compiled = core.compile_model(model, device, config)
+        except Exception as e:
+            raise EdgediffError(f"OpenVINO could not compile {self.path} for {device} at "
+                                f"{self.precision}: {_first_line(e)}") from None
+        self.provider = f"openvino {device} {self.precision}"
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        """The images of latents ``z`` [B, C, h, w], float32 [B, 3, h·upscale, w·upscale]."""
+        z = np.asarray(z)
+        if z.ndim != 4 or z.shape[1] != self.info.latent_channels:
+            raise EdgediffError(f"a decoder of {self.info.latent_channels}-channel latents "
+                                f"takes [B, {self.info.latent_channels}, h, w], got "
+                                f"{list(z.shape)}")
+        image = self.compiled(z.astype(self._dtype, copy=False))[0]
+        return np.asarray(image, dtype=np.float32)
+
+
+def open_decoder(path: str | Path, options: BackendOptions | None = None
+                 ) -> OrtDecoder | OpenVinoDecoder:
+    """The decoder graph at ``path``, opened as ``options`` say: ONNX Runtime, or
+    OpenVINO with ``engine="openvino"`` (and its ``precision`` and ``device``)."""
+    if options is not None and options.engine == "openvino":
+        return OpenVinoDecoder(path, options)
     return OrtDecoder(path, options)

@@ -183,6 +183,18 @@ def test_tune_grid_writes_the_sidecar_and_plot_and_sample_uses_the_grid(mixture,
     out = run("sample", artifact, "--solver", "ipndm", "--steps", 3, "--num", 4, "--grid",
               "default", "-o", tmp_path / "default")
     assert "not used" in out and meta(tmp_path / "default")["sigmas"] is None
+    # generate and bench pick the same grid up: generate's manifest and samples, bench's rows
+    out = run("generate", artifact, "--solver", "ipndm", "--steps", 3, "--num", 4, "-o",
+              tmp_path / "gen")
+    job = json.loads((tmp_path / "gen" / "manifest.json").read_text())["job"]
+    assert job["sigmas"] == entry.sigmas and "σ grid: " in out
+    shards = sorted((tmp_path / "gen").glob("*samples*.npy"))
+    with np.load(tmp_path / "tuned" / "samples.npz") as z:
+        assert np.array_equal(np.concatenate([np.load(p) for p in shards]), z["samples"])
+    out = run("bench", artifact, "--solvers", "ipndm", "--steps", 3, "--num", 4, "--batch", 4,
+              "-o", tmp_path / "bench")
+    rows = json.loads((tmp_path / "bench" / "bench.json").read_text())["rows"]
+    assert rows[0]["sigmas"] == entry.sigmas and "(tuned)" in rows[0]["label"]
     r = CliRunner().invoke(main, ["tune-grid", str(artifact), "--solver", "euler_ancestral",
                                   "--steps", "3"])
     assert r.exit_code == 1 and "draws fresh noise" in r.output and "Traceback" not in r.output

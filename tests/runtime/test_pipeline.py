@@ -233,3 +233,35 @@ def test_a_mismatched_pair_is_refused(made, tmp_path):
     write_bundle(copy, {"denoiser": tmp_path / "denoiser.onnx", "decoder": other})
     with pytest.raises(EdgediffError, match=r"takes latents \[4, 4, 4\] but the denoiser"):
         runtime.load(copy)
+
+
+@pytest.mark.extra("openvino")
+def test_each_stage_runs_on_openvino_at_f32_as_on_onnx_runtime(made):
+    """Per-stage engines: the denoiser and the decoder each on OpenVINO (f32) give what
+    ONNX Runtime gives. Latents within the runtime's float32 trajectory bound
+    (``TrajectoryScale``, as tests/runtime/test_openvino.py argues for denoisers), and
+    the same latents decoded within the decoder's float32 tolerance per element,
+    DECODER_TOLERANCE·max(1, max|image|) (two float32 implementations of one graph;
+    export/decoder_check.py argues 1e-4)."""
+    pytest.importorskip("openvino", reason="OpenVINO is not installed "
+                                           "(pip install \"edgediff[openvino]\")")
+    from edgediff.catalogue import CATALOGUE
+    from edgediff.export.decoder_check import DECODER_TOLERANCE
+    from edgediff.tolerance import TrajectoryScale
+
+    ov = runtime.BackendOptions(engine="openvino", precision="f32", threads=1)
+    ort_p = runtime.load(made["bundle"], threads=1)
+    ov_p = runtime.load(made["bundle"], ov, decoder_options=ov)
+    mixed = runtime.load(made["bundle"], threads=1, decoder_options=ov)
+    assert type(ov_p.decoder).__name__ == "OpenVinoDecoder" == type(mixed.decoder).__name__
+    assert type(mixed.denoiser) is type(ort_p.denoiser)
+    scale = TrajectoryScale.for_solver(CATALOGUE["heun"], ort_p.info.data_range)
+    kw = {"seed": 3, "solver": "heun", "steps": 4}
+    z = ort_p.sample_latents(2, run=runtime.RunOptions(callback=scale), **kw)
+    assert np.abs(ov_p.sample_latents(2, **kw) - z).max() <= scale.bound()
+    want = ort_p.decode(z)
+    limit = DECODER_TOLERANCE * max(1.0, float(np.abs(want).max()))
+    for P in (ov_p, mixed):
+        assert np.abs(P.decode(z) - want).max() <= limit
+        assert np.abs(P.decode(z, tile=Tiling(4, 2)) - ort_p.decode(z, tile=Tiling(4, 2))
+                      ).max() <= limit  # the dynamic h, w of tiles
