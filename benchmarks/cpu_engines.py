@@ -11,8 +11,10 @@ so drift in the machine's speed hits every engine alike; every engine gets the
 same thread count. Printed: median [p90] ms, and each row's speed-up over the
 best torch configuration (>1: faster). Each reduced precision also gets a
 quality figure against fp32 on the same inputs (max |ΔD| and RMS of D at a few
-σ) and the quality gate's verdict (``gate_verdict``: the hook for the FD/SW2
-gate of issue 26, point 2; not built yet).
+σ) and the quality gate's verdict (``edgediff.lab.gate``, as ``edgediff check
+--precision`` runs it: ``--gate-num`` samples of DDIM on the same seeds against
+ONNX Runtime fp32; with random weights there is no data to measure a distance to,
+so the verdict rests on the samples' RMS against fp32).
 
     python benchmarks/cpu_engines.py [--reps 10] [--threads 2] [--no-compile] [--quick]
 
@@ -51,18 +53,25 @@ from edgediff.lab.timing import interleaved
 from edgediff.samplers.reference import reference_run
 from edgediff.settings import SolverSettings
 
-QUICK = {"reps": 2, "batches": [1], "steps": 4, "tiny": True, "compile": False}
+QUICK = {"reps": 2, "batches": [1], "steps": 4, "tiny": True, "compile": False,
+         "gate_num": 2}
 SIGMAS = (0.1, 1.0, 10.0)  # where the quality figures are taken
 TORCH = ("torch eager fp32", "torch bf16 autocast", "torch.compile")
 REDUCED = {"torch bf16 autocast": "torch eager fp32", "ort int8": "ort fp32",
            "openvino bf16": "ort fp32", "openvino int8": "ort fp32"}
 
 
-def gate_verdict(name: str, denoiser) -> str:
-    """The quality gate's verdict for a reduced-precision engine: FD/SW2/RMS of its
-    samples against fp32's and the data's (issue 26, point 2). The hook: until that
-    gate exists, it says so."""
-    return "gate: not built yet (issue 26 point 2)"
+def gate_verdict(name: str, engines: dict, settings, num: int) -> str:
+    """The quality gate's verdict for a reduced-precision edgediff engine against ONNX
+    Runtime fp32 (``edgediff.lab.gate.precision_gate``); torch rows are not gated."""
+    from edgediff.lab.gate import GateOptions, precision_gate
+
+    if isinstance(engines[name], torch.nn.Module):
+        return "gate: n/a (a torch configuration)"
+    result = precision_gate(engines["ort fp32"], engines[name], GateOptions(
+        num=num, batch=num, solver=settings.solver, steps=settings.steps,
+        options=settings.options))
+    return f"gate: {result.summary()}"
 
 
 class Autocast(torch.nn.Module):
@@ -116,7 +125,7 @@ def edgediff_engines(f32: Path, i8: Path, threads: int) -> tuple[dict, dict]:
     return engines, skipped
 
 
-def quality(engines: dict, info, shape) -> list[str]:
+def quality(engines: dict, info, shape, settings, gate_num: int) -> list[str]:
     """Each reduced precision against its fp32 twin on the same inputs, per σ."""
     rng = np.random.default_rng(1)
     rows = []
@@ -132,7 +141,7 @@ def quality(engines: dict, info, shape) -> list[str]:
             rms = np.sqrt(np.mean((got - ref) ** 2))
             cells.append(f"{np.abs(got - ref).max():.2e} / {rms:.2e}")
         rows.append(f"  {name:<22}" + "  ".join(f"{c:>19}" for c in cells)
-                    + f"   {gate_verdict(name, engines[name])}")
+                    + f"   {gate_verdict(name, engines, settings, gate_num)}")
     return rows
 
 
@@ -170,6 +179,8 @@ def main() -> None:
     ap.add_argument("--calibration", type=int, default=2, help="int8 calibration samples")
     ap.add_argument("--tiny", action="store_true", help="the U-Net at 8×8, 32 channels")
     ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--gate-num", type=int, default=8,
+                    help="samples per side of each reduced precision's quality gate")
     ap.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK}")
     if ap.parse_known_args()[0].quick:
         ap.set_defaults(**QUICK)  # flags given explicitly still win
@@ -204,7 +215,7 @@ def main() -> None:
                 a.reps, warmup=1), {**why, **skipped})
         print(f"\nquality vs fp32 on the same inputs, max |ΔD| / RMS at σ = "
               f"{', '.join(map(str, SIGMAS))}:")
-        print("\n".join(quality({**nets, **engines}, info, shape)))
+        print("\n".join(quality({**nets, **engines}, info, shape, settings, a.gate_num)))
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def command(artifact, preset, solver, steps, calibration, seed, reference_steps,
     """
     from edgediff import runtime
     from edgediff.gridfile import write_grid
-    from edgediff.lab.plots import line_plot
+    from edgediff.lab.outputs import figures_missing
     from edgediff.lab.tune import TuneOptions, tune_grid
 
     solver, steps, options = resolve(preset, solver, steps, **knobs)
@@ -72,17 +72,21 @@ def command(artifact, preset, solver, steps, calibration, seed, reference_steps,
 
         entry = tune_grid(D, solver, steps, options, tune, progress=progress)
     sidecar = write_grid(artifact, entry)
-    folder = out or artifact.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    plot = folder / f"{artifact.name}.grid-{entry.solver}-{entry.steps}.png"
-    line_plot(plot, {name: (list(range(entry.steps)), s[:-1]) for name, s in (
-        ("default grid", entry.default_sigmas), ("tuned grid", entry.sigmas))},
-        xlabel="step index i", ylabel="σ_i",
-        title=f"{artifact.name}: {entry.solver}, {entry.steps} steps")
+    missing, plot = figures_missing(), None
+    if missing is None:  # the plot needs the lab extra; the grid itself does not
+        from edgediff.lab.plots import line_plot
+
+        folder = out or artifact.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        plot = folder / f"{artifact.name}.grid-{entry.solver}-{entry.steps}.png"
+        line_plot(plot, {name: (list(range(entry.steps)), s[:-1]) for name, s in (
+            ("default grid", entry.default_sigmas), ("tuned grid", entry.sigmas))},
+            xlabel="step index i", ylabel="σ_i",
+            title=f"{artifact.name}: {entry.solver}, {entry.steps} steps")
     click.echo(f"{entry.solver}, {entry.steps} steps, {calibration} calibration samples of "
                f"seed {seed}: MSE vs Heun-{reference_steps} {entry.objective_before:.4g} → "
                f"{entry.objective_after:.4g} ({entry.evaluations} runs)")
     click.echo("default σ: " + " ".join(f"{s:.4g}" for s in entry.default_sigmas))
     click.echo("tuned σ:   " + " ".join(f"{s:.4g}" for s in entry.sigmas))
     click.echo(f"wrote {sidecar}")
-    click.echo(f"wrote {plot}")
+    click.echo(f"wrote {plot}" if plot else f"no plot: {missing}")

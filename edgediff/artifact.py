@@ -114,8 +114,9 @@ class ArtifactInfo:
     def _check_conditioning(self) -> None:
         c = self.conditioning
         allowed = ('a JSON object {"num_classes": K ≥ 1, "null_label": an id in 0…K (the '
-                   'unconditional pass), "guidance_input": true or false, "tensors": {...} '
-                   '(optional; then the class keys are optional)}')
+                   'unconditional pass) or null (none: a model of K real classes that cannot '
+                   'be guided by classifier-free guidance), "guidance_input": true or false, '
+                   '"tensors": {...} (optional; then the class keys are optional)}')
         if not isinstance(c, dict) or set(c) - {"num_classes", "null_label", "guidance_input",
                                                 "tensors"}:
             raise MetadataError("conditioning", c, allowed)
@@ -126,10 +127,12 @@ class ArtifactInfo:
             if c.get("guidance_input", False) is not False:  # the graph doubles class labels
                 raise MetadataError("conditioning", c, "guidance_input needs classes")
             return
+        guided = c.get("guidance_input", False)
+        if null is None and "null_label" in c and not guided:  # K real classes, no null one
+            null = k
         ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (k, null))
-        if not ints or k < 1 or not 0 <= null <= k \
-                or not isinstance(c.get("guidance_input", False), bool) \
-                or (specs and c.get("guidance_input", False)):
+        if not ints or k < 1 or not 0 <= null <= k or not isinstance(guided, bool) \
+                or (specs and guided):
             raise MetadataError("conditioning", c, allowed)
 
     @property
@@ -139,7 +142,11 @@ class ArtifactInfo:
 
     @property
     def null_label(self) -> int | None:
-        return int(self.conditioning["null_label"]) if self.num_classes else None
+        """The id of the unconditional pass; None for a model without classes, or one
+        whose K classes are all real (``null_label: null``: no classifier-free
+        guidance, and every sample needs a label)."""
+        null = self.conditioning.get("null_label") if self.num_classes else None
+        return None if null is None else int(null)
 
     @property
     def tensors(self) -> tuple[TensorSpec, ...]:

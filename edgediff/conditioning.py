@@ -53,6 +53,9 @@ def check_labels(info, labels, num: int) -> np.ndarray | None:
     """Class ids for ``num`` samples as int64 [num] (one id broadcasts), or None for
     none. Ids run 0…K−1; the artifact's null id asks for an unconditional pass."""
     if labels is None:
+        if info.num_classes and info.null_label is None:
+            raise EdgediffError(f"this model has {info.num_classes} real classes and no "
+                                f"unconditional one: give every sample a class label (--class)")
         return None
     if not info.num_classes:
         raise EdgediffError("this model is not class-conditional: it takes no class labels "
@@ -68,8 +71,9 @@ def check_labels(info, labels, num: int) -> np.ndarray | None:
                             f"one for all")
     bad = arr[((arr < 0) | (arr >= info.num_classes)) & (arr != info.null_label)]
     if bad.size:
+        none = "" if info.null_label is None else f" (and {info.null_label} for none)"
         raise EdgediffError(f"class label {int(bad[0])} is out of range: this model has classes "
-                            f"0…{info.num_classes - 1} (and {info.null_label} for none)")
+                            f"0…{info.num_classes - 1}{none}")
     return arr
 
 

@@ -81,6 +81,8 @@ def label_cycle(info: ArtifactInfo, num: int) -> np.ndarray | None:
     (calibration and export checks); None for an unconditional graph."""
     if not info.num_classes:
         return None
+    if info.null_label is None:  # K real classes and no null one
+        return np.arange(num, dtype=np.int64) % info.num_classes
     labels = np.arange(num, dtype=np.int64) % (info.num_classes + 1)
     labels[labels == info.num_classes] = info.null_label
     return labels

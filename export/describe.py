@@ -27,10 +27,16 @@ def artifact_info(model: LoadedModel, source_sha256: str, precision: str = "fp32
 
 def default_solver(config: dict) -> dict:
     """Discrete models: DDIM 50 (trailing), clamping x0 when their diffusers scheduler
-    did; the rest: Heun 18 on the EDM grid."""
+    did; consistency models: one consistency step (clamping D when their scheduler's
+    ``clip_denoised`` did); the rest: Heun 18 on the EDM grid."""
     if config["parameterization"]["name"] in ("epsilon", "v_prediction", "sample"):
         default = {"solver": "ddim", "steps": 50, "spacing": "trailing", "eta": 0.0}
         if config.get("provenance", {}).get("clip_sample"):
+            default["clip"] = True
+        return default
+    if config["parameterization"]["name"] == "consistency":
+        default = {"solver": "cm", "steps": 1, "sigma_min": float(config["sigma_min"])}
+        if config.get("provenance", {}).get("clip_denoised"):
             default["clip"] = True
         return default
     return {"solver": "heun", "steps": 18}
@@ -50,7 +56,11 @@ def conditioning(config: dict, guidance: bool = False) -> dict | None:
                             "--guidance W) instead")
     out = {"tensors": tensors} if tensors else {}
     if k:
-        out.update(num_classes=k, null_label=int(config.get("null_label", k)),
+        null = config.get("null_label", k)
+        if null is None and guidance:
+            raise EdgediffError("--guidance exports classifier-free guidance, which needs an "
+                                "unconditional class; this model's classes are all real")
+        out.update(num_classes=k, null_label=None if null is None else int(null),
                    guidance_input=guidance)
     return out or None
 

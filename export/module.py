@@ -56,6 +56,9 @@ PARAMETERIZATIONS = {  # what F predicts, and the schedules it is defined on
     "edm": "EDM's raw F (Karras et al. 2022), any schedule (default EDMSchedule())",
     "denoiser": "D(x̂; σ) itself, any schedule (default EDMSchedule())",
     "flow": "the velocity v = ε − x0 of x_t = (1−t)x0 + tε, on a FlowSchedule (the default)",
+    "consistency": "a consistency model's raw F (Song et al. 2023): EDM's c_in, the boundary "
+                   "condition at the schedule's σ_min in c_skip and c_out; an EDMSchedule "
+                   "(default EDMSchedule(): σ_min 0.002)",
 }
 LABELS = ("one_hot", "ids")
 
@@ -145,11 +148,17 @@ def precondition(net: nn.Module, *, parameterization: str, sample_shape: Sequenc
     schedule = _schedule(parameterization, schedule)
     network = _Network(copy.deepcopy(net).to("cpu").float().eval(), spec)
     if not _real(timestep_scale) or timestep_scale <= 0 or (
-            timestep_scale != 1 and parameterization != "flow"):
-        raise EdgediffError(f"timestep_scale multiplies a flow network's t: a finite number > 0, "
-                            f"for parameterization 'flow' only; got {timestep_scale!r}")
-    denoiser = (precond.FlowPrecond(network, timestep_scale) if parameterization == "flow"
-                else _preconditioner(parameterization, network, schedule, spec)).eval()
+            timestep_scale != 1 and parameterization not in ("flow", "consistency")):
+        raise EdgediffError(f"timestep_scale multiplies a flow network's t or a consistency "
+                            f"network's ln(σ)/4: a finite number > 0, for parameterizations "
+                            f"'flow' and 'consistency' only; got {timestep_scale!r}")
+    if parameterization == "flow":
+        denoiser = precond.FlowPrecond(network, timestep_scale).eval()
+    elif parameterization == "consistency":
+        denoiser = precond.ConsistencyPrecond(network, schedule.sigma_min, spec.sigma_data,
+                                              timestep_scale).eval()
+    else:
+        denoiser = _preconditioner(parameterization, network, schedule, spec).eval()
     source = f"module:{type(net).__module__}.{type(net).__qualname__}"
     provenance = {"source": source, "source_sha256": state_dict_sha256(net),
                   "parameterization": parameterization,
@@ -175,7 +184,10 @@ def export_denoiser(net: nn.Module, path: str | Path, *, parameterization: str,
     predicts (``PARAMETERIZATIONS``); ``schedule`` is required for ``eps``, ``v`` and
     ``x0`` (``DiscreteSchedule(alphas_cumprod)``, ``DiscreteSchedule.from_betas(...)``
     or, for ``eps``, ``VPSchedule()``); ``flow`` takes a ``FlowSchedule`` and a
-    ``timestep_scale`` (1000 for diffusers' transformers). Returns the validation figures.
+    ``timestep_scale`` (1000 for diffusers' transformers); ``consistency`` an
+    ``EDMSchedule`` whose σ_min is the boundary condition's, σ_data from ``spec``, and
+    a ``timestep_scale`` on ln(σ)/4 (1000 for openai's consistency models). Returns the
+    validation figures.
 
     The artifact's ``source_sha256`` is ``state_dict_sha256(net)``; the ONNX file's
     ``doc_string`` records the provenance as JSON: source ``module:<class>``, that
@@ -219,6 +231,11 @@ def _schedule(parameterization: str, schedule: Schedule | None) -> Schedule:
                             f"{type(schedule).__name__}")
     if parameterization in ("edm", "denoiser"):
         return EDMSchedule() if schedule is None else schedule
+    if parameterization == "consistency":
+        if schedule is None or isinstance(schedule, EDMSchedule):
+            return schedule or EDMSchedule()
+        raise EdgediffError(f"parameterization 'consistency' needs an EDMSchedule (its σ_min is "
+                            f"the boundary's), not {schedule.name!r}")
     if parameterization == "flow":
         if schedule is None or isinstance(schedule, FlowSchedule):
             return schedule or FlowSchedule()
@@ -263,7 +280,7 @@ def _probe(model: LoadedModel, denoiser: Preconditioner, precision: str) -> None
     shape = model.sample_shape
     x = torch.randn((2, *shape), generator=torch.Generator().manual_seed(0))
     sigma = torch.tensor([cfg["sigma_min"], cfg["sigma_max"]], dtype=torch.float32)
-    labels = torch.tensor([0, cfg.get("null_label", 0)]) if k else None
+    labels = torch.tensor([0, cfg.get("null_label") or 0]) if k else None
     _, _, c_in, c_noise = denoiser.coefficients(sigma)
     dtype = next((p.dtype for p in network.parameters() if p.is_floating_point()), x.dtype)
     x_in = (c_in.reshape(-1, *[1] * len(shape)) * x).to(dtype)

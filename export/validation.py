@@ -75,9 +75,10 @@ def validation_extras(info: ArtifactInfo, batch: int, seed: int) -> dict[str, np
     (in order) its null value and standard normal values in turn."""
     extra = {}
     if info.num_classes:
-        extra["class_labels"] = ((np.arange(batch) * 7 + seed) % (info.num_classes + 1)
-                                 ).astype(np.int64)
-        extra["class_labels"][extra["class_labels"] == info.num_classes] = info.null_label
+        ids = info.num_classes + (info.null_label is not None)  # and the null one, if any
+        extra["class_labels"] = ((np.arange(batch) * 7 + seed) % ids).astype(np.int64)
+        if info.null_label is not None:
+            extra["class_labels"][extra["class_labels"] == info.num_classes] = info.null_label
     if info.guidance_input:
         extra["guidance"] = np.array([0.0, 1.0, 2.5, 4.0], np.float32)[
             (np.arange(batch) + seed) % 4]

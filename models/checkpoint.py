@@ -86,6 +86,9 @@ def build_denoiser(config: dict[str, Any]) -> tuple[Preconditioner, Schedule]:
         args["alphas_cumprod"] = schedule.alphas_cumprod
     elif name == "edm":
         args.setdefault("sigma_data", config.get("sigma_data", 0.5))
+    elif name == "consistency":  # the boundary condition sits at the model's σ_min
+        args.setdefault("sigma_data", config.get("sigma_data", 0.5))
+        args.setdefault("sigma_min", config["sigma_min"])
     elif name == "vp":
         for key in ("beta_min", "beta_d"):
             args.setdefault(key, config["schedule"].get(key))

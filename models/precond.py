@@ -172,9 +172,32 @@ class FlowPrecond(Preconditioner):
         return s, -t, s, self.timestep_scale * t
 
 
+class ConsistencyPrecond(Preconditioner):
+    """A consistency model's f (Song et al. 2023, §3 and Appendix C): EDM's c_in with
+    the boundary condition f(x, σ_min) = x built into
+    c_skip σ_d²/((σ − σ_min)² + σ_d²) and c_out (σ − σ_min)·σ_d/sqrt(σ² + σ_d²), and
+    c_noise ln(σ)/4 times ``noise_scale`` (1000: openai's and diffusers' consistency
+    models, which take 250·ln σ)."""
+
+    parameterization = "consistency"
+
+    def __init__(self, model, sigma_min: float = 0.002, sigma_data: float = 0.5,
+                 noise_scale: float = 1.0):
+        super().__init__(model)
+        self.sigma_min, self.sigma_data = float(sigma_min), float(sigma_data)
+        self.noise_scale = float(noise_scale)
+
+    def coefficients(self, sigma):
+        sd, above = self.sigma_data, sigma - self.sigma_min
+        c_skip = sd**2 / (above**2 + sd**2)
+        c_out = above * sd / torch.sqrt(sigma**2 + sd**2)
+        c_in = 1 / torch.sqrt(sigma**2 + sd**2)
+        return c_skip, c_out, c_in, self.noise_scale * torch.log(sigma) / 4
+
+
 PRECONDITIONERS = {cls.parameterization: cls for cls in (
     VPPrecond, VEPrecond, EDMPrecond, EpsilonPrecond, VPredictionPrecond, SamplePrecond,
-    FlowPrecond)}
+    FlowPrecond, ConsistencyPrecond)}
 
 
 def make_precond(parameterization: str, model: nn.Module, **kwargs) -> Preconditioner:

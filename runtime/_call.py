@@ -129,6 +129,9 @@ def fill_conditioning(info: ArtifactInfo, bound, class_labels, guidance,
         num = 1 if bound.class_labels is None else len(bound.class_labels)
         np.copyto(bound.class_labels, check_labels(info, class_labels, num))
     elif bound.class_labels is not None:
+        if fills["class_labels"] is None:
+            raise EdgediffError(f"this model has {info.num_classes} real classes and no "
+                                f"unconditional one: every call needs class labels")
         bound.class_labels.fill(fills["class_labels"])
     if guidance is not None:
         if bound.guidance is None:

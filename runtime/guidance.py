@@ -193,6 +193,11 @@ def _guided(denoiser: Denoiser, labels: np.ndarray | None, w: float, guide: Deno
         raise EdgediffError("classifier-free guidance needs a class-conditional model (or "
                             "one with tensor conditioning); for an unconditional one, guide "
                             "with a weaker model (--guide)")
+    if info.num_classes and info.null_label is None and not info.tensors:
+        raise EdgediffError(f"classifier-free guidance needs an unconditional class, and this "
+                            f"model's {info.num_classes} classes are all real (openai's "
+                            f"consistency models are trained so); guide with a weaker model "
+                            f"(--guide) instead")
     if labels is None and info.num_classes:
         labels = np.full(1, info.null_label, np.int64)  # unguided: every pass is the null one
     if info.guidance_input:

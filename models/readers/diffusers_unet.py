@@ -7,6 +7,13 @@ fetched from a hub. The scheduler config decides the σ table (beta schedule,
 trained betas), the parameterization (``prediction_type``) and whether the
 default solver clamps x0 (``clip_sample``: then the data range is
 ±``clip_sample_range`` and the exported default solver sets ``clip``).
+
+A consistency folder (``CMStochasticIterativeScheduler``, the layout of openai's
+``diffusers-cd_*``/``diffusers-ct_*`` releases) exports with the consistency
+boundary condition folded in (``ConsistencyPrecond``: σ_min, σ_max, σ_data and
+``clip_denoised`` from the scheduler config; the UNet takes 250·ln σ). Its
+``num_class_embeds`` classes are all real, with no null class: such an artifact
+refuses classifier-free guidance and needs a label for every sample.
 """
 
 from __future__ import annotations
@@ -22,7 +29,13 @@ from torch import nn
 from edgediff.discrete import DiscreteSchedule
 from edgediff.errors import EdgediffError, missing_extra
 from edgediff.models.checkpoint import LoadedModel, make_config
-from edgediff.models.precond import EpsilonPrecond, SamplePrecond, VPredictionPrecond
+from edgediff.models.precond import (
+    ConsistencyPrecond,
+    EpsilonPrecond,
+    SamplePrecond,
+    VPredictionPrecond,
+)
+from edgediff.schedules import EDMSchedule
 
 log = logging.getLogger(__name__)
 PREDICTION_TYPES = {"epsilon": EpsilonPrecond, "v_prediction": VPredictionPrecond,
@@ -142,6 +155,8 @@ def load_diffusers(folder: str | Path) -> LoadedModel:
     except ImportError:
         raise missing_extra("diffusers", "diffusers") from None
     unet_dir, sched_path = _find(folder)
+    if '"CMStochasticIterativeScheduler"' in sched_path.read_text(errors="replace")[:65536]:
+        return _consistency_folder(folder, unet_dir, sched_path)
     scfg, prediction = scheduler_settings(sched_path)
     if scfg.get("thresholding"):
         log.warning("%s sets thresholding; edgediff's solvers do not threshold x0 "
@@ -168,4 +183,37 @@ def load_diffusers(folder: str | Path) -> LoadedModel:
         # reserves one embedding for "no label", here the last (export --null-label)
         config["num_classes"] = int(classes) - 1 if classes > 1 else int(classes)
         config["null_label"] = int(classes) - 1
+    return LoadedModel(denoiser, config, schedule)
+
+
+def _consistency_folder(folder: Path, unet_dir: Path, sched_path: Path) -> LoadedModel:
+    """A UNet2DModel with a CMStochasticIterativeScheduler: f(x, σ) with the boundary
+    condition at the scheduler's σ_min, c_noise 250·ln σ (diffusers' ``sigma_to_t``)."""
+    from diffusers import UNet2DModel
+
+    try:
+        scfg = json.loads(sched_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise EdgediffError(f"{sched_path} is not readable JSON: {e}") from None
+    sigma_min, sigma_max = scfg.get("sigma_min", 0.002), scfg.get("sigma_max", 80.0)
+    sigma_data, rho = scfg.get("sigma_data", 0.5), scfg.get("rho", 7.0)
+    clip = bool(scfg.get("clip_denoised", True))
+    unet = load_pretrained(UNet2DModel, unet_dir, "UNet")
+    schedule = EDMSchedule(sigma_min, sigma_max, rho)
+    denoiser = ConsistencyPrecond(DiffusersUNet(unet), sigma_min, sigma_data,
+                                  noise_scale=1000.0).eval()
+    size = unet.config.sample_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    unet_args = json.loads(json.dumps(dict(unet.config), default=str))
+    config = make_config("diffusers.UNet2DModel", unet_args, "consistency", schedule,
+                         (unet.config.in_channels, *size), sigma_data=sigma_data,
+                         provenance={"source": str(folder), "scheduler": scfg.get("_class_name"),
+                                     "clip_denoised": clip})
+    classes = unet.config.get("num_class_embeds")
+    if classes:
+        if unet.config.get("class_embed_type") is not None:
+            raise EdgediffError(f"class_embed_type {unet.config['class_embed_type']!r} is not "
+                                f"supported; edgediff reads integer class labels")
+        # openai's consistency models: every embedding is a real class, none is "no label"
+        config["num_classes"], config["null_label"] = int(classes), None
     return LoadedModel(denoiser, config, schedule)

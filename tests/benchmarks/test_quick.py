@@ -33,7 +33,8 @@ EXPECT = {
                     rf"^  ort fp32\s+{NUM} \[{NUM}\]\s+{NUM}×$",
                     rf"^  openvino f32\s+{NUM} \[{NUM}\]\s+{NUM}×$",
                     rf"^  openvino bf16\s+({NUM} \[{NUM}\]\s+{NUM}×|skipped: .+)$",
-                    rf"^  ort int8\s+{NUM} / {NUM}(\s+{NUM} / {NUM}){{2}}\s+gate: .+$"],
+                    rf"^  ort int8\s+{NUM} / {NUM}(\s+{NUM} / {NUM}){{2}}\s+"
+                    r"gate: (pass|warn|fail)"],
     "decoder_speed": [r"^CPU: .*; flags: ",
                       rf"^SD-VAE \(AutoencoderKL\): {NUM} M parameters, {NUM} GFLOP per decode "
                       rf"of 8×8×4 → 16×16; export fp32 {NUM} s \(validated: True\)",

@@ -56,6 +56,14 @@ def test_format_1_artifacts_still_load_as_unconditional():
     assert (cond.num_classes, cond.null_label, cond.guidance_input) == (3, 3, True)
 
 
+def test_a_model_whose_classes_are_all_real_has_no_null_label():
+    """openai's consistency models: K real classes and no unconditional one."""
+    props = edm_info(conditioning={"num_classes": 4, "null_label": None}).to_props()
+    info = ArtifactInfo.from_props(props)
+    assert (info.num_classes, info.null_label, info.guidance_input) == (4, None, False)
+    assert info.to_props() == props
+
+
 def old_names(props: dict[str, str]) -> dict[str, str]:
     """The metadata as formats 1 and 2 wrote it: default_sampler, not default_solver."""
     out = dict(props)
@@ -124,6 +132,9 @@ BAD = [
     ("conditioning", '{"num_classes": 10, "null_label": 10, "cfg": 1}', "a JSON object"),
     ("conditioning", '{"num_classes": 10, "null_label": 10, "guidance_input": 1}',
      "true or false"),
+    ("conditioning", '{"num_classes": 10, "null_label": null, "guidance_input": true}',
+     "or null (none"),
+    ("conditioning", '{"num_classes": 10}', "an id in 0…K"),
     ("reference", '{"kind": "gaussian_mixture", "mixture": {"weights": [1], "means": [[0, 0]],'
                   ' "stds": [-1]}}', "positive weights and stds"),
     ("reference", '{"kind": "gaussian_mixture", "mixture": {"weights": [1], "means": '

@@ -63,6 +63,10 @@ def closed_form(par, schedule, sigma):
             1 / np.sqrt(s**2 + sd**2), np.log(s) / 4
     if par == "denoiser":
         return 0 * one, one, one, s
+    if par == "consistency":  # the boundary condition at the schedule's σ_min (0.002)
+        sd, above = 0.5, s - schedule.sigma_min
+        return sd**2 / (above**2 + sd**2), above * sd / np.sqrt(s**2 + sd**2), \
+            1 / np.sqrt(s**2 + sd**2), np.log(s) / 4
     t = 999 * schedule.sigma_inv(s) if isinstance(schedule, VPSchedule) else schedule.sigma_inv(s)
     if par == "eps":
         return one, -s, c_in, t
@@ -80,7 +84,7 @@ def noise_rounding(par, schedule, sigma):
     s = sigma.astype(np.float64)
     if par == "denoiser":
         return 0 * s
-    if par == "edm":
+    if par in ("edm", "consistency"):
         return 4 * EPS32 * (np.abs(np.log(s)) + 1)
     if isinstance(schedule, VPSchedule):
         root = np.sqrt(schedule.beta_min**2 + 2 * schedule.beta_d * np.log1p(s**2))
@@ -144,6 +148,7 @@ CASES = [  # (ours, schedule, what the artifact records)
     ("x0", DDPM, "sample"),
     ("edm", EDMSchedule(), "edm"),
     ("denoiser", EDMSchedule(), "denoiser"),
+    ("consistency", EDMSchedule(), "consistency"),
 ]
 
 

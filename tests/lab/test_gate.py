@@ -185,6 +185,7 @@ def test_bf16_is_refused_clearly_without_bf16_units(digits):
     assert len(r.output.strip().splitlines()) == 1
 
 
+@pytest.mark.extra("lab")  # bench writes its figures
 def test_bench_prints_the_verdict_beside_the_speed_and_records_it(digits, tmp_path,
                                                                  monkeypatch):
     from edgediff import runtime

@@ -152,6 +152,7 @@ def test_a_sidecar_of_another_artifact_is_refused_and_commands_ignore_it(tmp_pat
     assert sigmas is None and note.startswith("warning:") and "tune-grid" in note
 
 
+@pytest.mark.extra("lab")  # the plot and bench's figures
 def test_tune_grid_writes_the_sidecar_and_plot_and_sample_uses_the_grid(mixture, tmp_path):
     from click.testing import CliRunner
 

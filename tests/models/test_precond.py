@@ -159,3 +159,29 @@ def test_vp_precond_uses_the_vp_inverse():
 def test_unknown_parameterization_is_refused():
     with pytest.raises(EdgediffError, match="epsilon"):
         make_precond("score", Probe(0.0))
+
+
+def test_the_consistency_boundary_condition_against_diffusers_scalings():
+    """c_skip, c_out as CMStochasticIterativeScheduler computes them, c_in EDM's,
+    c_noise 250·ln σ at noise_scale 1000; and f(x, σ_min) = x for any F."""
+    pytest.importorskip("diffusers", reason="diffusers is not installed")
+    from diffusers import CMStochasticIterativeScheduler
+
+    from edgediff.models.precond import ConsistencyPrecond
+
+    sched = CMStochasticIterativeScheduler(sigma_min=0.002, sigma_data=0.5)
+    sigma = torch.from_numpy(SIGMAS)
+    x = torch.full((len(SIGMAS), 2), 3.0, dtype=torch.float64)
+    zero = ConsistencyPrecond(Probe(0.0), 0.002, 0.5, noise_scale=1000.0)
+    one = ConsistencyPrecond(Probe(1.0), 0.002, 0.5, noise_scale=1000.0)
+    c_skip = zero(x, sigma)[:, 0] / 3
+    c_out = one(x, sigma)[:, 0] - 3 * c_skip
+    want_skip, want_out = sched.get_scalings_for_boundary_condition(sigma)
+    np.testing.assert_allclose(c_skip.numpy(), want_skip.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(c_out.numpy(), want_out.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(zero.model.x_in[:, 0].numpy() / 3,
+                               1 / np.sqrt(SIGMAS**2 + 0.25), rtol=1e-12)
+    np.testing.assert_allclose(zero.model.c_noise.numpy(), sched.sigma_to_t(SIGMAS),
+                               rtol=1e-12)
+    at_min = torch.tensor([0.002], dtype=torch.float64)
+    assert torch.equal(one(x[:1], at_min), x[:1])  # the boundary: f(x, σ_min) = x exactly

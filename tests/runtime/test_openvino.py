@@ -284,3 +284,27 @@ def test_openvino_runs_an_int8_qdq_graph_in_integer_kernels_within_the_int8_gate
         s = np.full(8, sigma, np.float32)
         rms = np.sqrt(np.mean((D(x, s).astype(np.float64) - f32(x, s)) ** 2))
         assert rms <= limit, f"σ = {sigma:.3g}: RMS {rms:.3g} > {limit}"
+
+
+# every solver of the catalogue on the mixture (the families above also run the digits
+# U-Net); step counts and options as tests/runtime/test_parity.py takes them
+EVERY = {"ddpm": 30, "euler_maruyama": 30, "euler": 12, "heun": 8, "edm": 10, "ddim": 12,
+         "dpmpp_2m": 8, "euler_ancestral": 12, "dpmpp_2m_sde": 12, "dpmpp_3m": 12,
+         "ipndm": 12, "deis": 12, "unipc": 12, "cm": 4, "lcm": 4}
+EVERY_OPTIONS = {"edm": {"S_churn": 20.0, "S_tmin": 0.05, "S_tmax": 20.0},
+                 "ddim": {"eta": 0.5}}
+
+
+def test_every_solver_is_run_on_openvino():
+    assert set(EVERY) == set(CATALOGUE)
+
+
+@pytest.mark.extra("openvino")
+@pytest.mark.parametrize("solver", sorted(EVERY))
+def test_every_solver_runs_on_openvino_as_on_onnx_runtime(engines, solver):
+    ort_D, ov_D = engines["mixture"]
+    options = EVERY_OPTIONS.get(solver, {})
+    scale = TrajectoryScale.for_solver(CATALOGUE[solver], ort_D.info.data_range)
+    ref = _run(ort_D, solver, EVERY[solver], options, callback=scale)
+    got = _run(ov_D, solver, EVERY[solver], options)
+    assert np.all(np.isfinite(got)) and np.abs(got - ref).max() <= scale.bound()
