@@ -56,9 +56,8 @@ PARAMETERIZATIONS = {  # what F predicts, and the schedules it is defined on
     "edm": "EDM's raw F (Karras et al. 2022), any schedule (default EDMSchedule())",
     "denoiser": "D(x̂; σ) itself, any schedule (default EDMSchedule())",
     "flow": "the velocity v = ε − x0 of x_t = (1−t)x0 + tε, on a FlowSchedule (the default)",
-    "consistency": "a consistency model's raw F (Song et al. 2023): EDM's c_in, the boundary "
-                   "condition at the schedule's σ_min in c_skip and c_out; an EDMSchedule "
-                   "(default EDMSchedule(): σ_min 0.002)",
+    "consistency": "a consistency model's raw F (Song et al. 2023), the boundary condition at "
+                   "the schedule's σ_min; an EDMSchedule (default EDMSchedule())",
 }
 LABELS = ("one_hot", "ids")
 
