@@ -43,6 +43,15 @@ def read_props(path: str | Path) -> dict[str, str]:
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
+def checked_latents(info: DecoderInfo, z, dtype) -> np.ndarray:
+    """``z`` as the graph's input dtype, or one line when it is not [B, C, h, w]."""
+    z = np.asarray(z)
+    if z.ndim != 4 or z.shape[1] != info.latent_channels:
+        raise EdgediffError(f"a decoder of {info.latent_channels}-channel latents takes "
+                            f"[B, {info.latent_channels}, h, w], got {list(z.shape)}")
+    return z.astype(dtype, copy=False)
+
+
 class OrtDecoder:
     """``decode(z)`` from a decoder graph, run by ONNX Runtime on ``options.provider``
     (cpu or cuda) with ``options.threads``."""
@@ -91,12 +100,8 @@ class OrtDecoder:
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         """The images of latents ``z`` [B, C, h, w], float32 [B, 3, h·upscale, w·upscale]."""
-        z = np.asarray(z)
-        if z.ndim != 4 or z.shape[1] != self.info.latent_channels:
-            raise EdgediffError(f"a decoder of {self.info.latent_channels}-channel latents "
-                                f"takes [B, {self.info.latent_channels}, h, w], got "
-                                f"{list(z.shape)}")
-        (image,) = self.session.run([OUTPUT], {INPUT: z.astype(self._dtype, copy=False)})
+        z = checked_latents(self.info, z, self._dtype)
+        (image,) = self.session.run([OUTPUT], {INPUT: z})
         return image.astype(np.float32, copy=False)
 
 
@@ -154,12 +159,7 @@ class OpenVinoDecoder:
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
         """The images of latents ``z`` [B, C, h, w], float32 [B, 3, h·upscale, w·upscale]."""
-        z = np.asarray(z)
-        if z.ndim != 4 or z.shape[1] != self.info.latent_channels:
-            raise EdgediffError(f"a decoder of {self.info.latent_channels}-channel latents "
-                                f"takes [B, {self.info.latent_channels}, h, w], got "
-                                f"{list(z.shape)}")
-        image = self.compiled(z.astype(self._dtype, copy=False))[0]
+        image = self.compiled(checked_latents(self.info, z, self._dtype))[0]
         return np.asarray(image, dtype=np.float32)
 
 

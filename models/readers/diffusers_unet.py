@@ -174,16 +174,21 @@ def load_diffusers(folder: str | Path) -> LoadedModel:
                                      "timestep_spacing": scfg.get("timestep_spacing"),
                                      "steps_offset": scfg.get("steps_offset", 0),
                                      "clip_sample": clip})
-    classes = unet.config.get("num_class_embeds")
+    classes = class_embeds(unet)
     if classes:
-        if unet.config.get("class_embed_type") is not None:
-            raise EdgediffError(f"class_embed_type {unet.config['class_embed_type']!r} is not "
-                                f"supported; edgediff reads integer class labels")
         # diffusers has no null class of its own: classifier-free-guidance training
         # reserves one embedding for "no label", here the last (export --null-label)
         config["num_classes"] = int(classes) - 1 if classes > 1 else int(classes)
         config["null_label"] = int(classes) - 1
     return LoadedModel(denoiser, config, schedule)
+
+
+def class_embeds(unet) -> int | None:
+    """The UNet's ``num_class_embeds`` (None: unconditional); only integer labels."""
+    if unet.config.get("num_class_embeds") and unet.config.get("class_embed_type") is not None:
+        raise EdgediffError(f"class_embed_type {unet.config['class_embed_type']!r} is not "
+                            f"supported; edgediff reads integer class labels")
+    return unet.config.get("num_class_embeds")
 
 
 def _consistency_folder(folder: Path, unet_dir: Path, sched_path: Path) -> LoadedModel:
@@ -209,11 +214,7 @@ def _consistency_folder(folder: Path, unet_dir: Path, sched_path: Path) -> Loade
                          (unet.config.in_channels, *size), sigma_data=sigma_data,
                          provenance={"source": str(folder), "scheduler": scfg.get("_class_name"),
                                      "clip_denoised": clip})
-    classes = unet.config.get("num_class_embeds")
-    if classes:
-        if unet.config.get("class_embed_type") is not None:
-            raise EdgediffError(f"class_embed_type {unet.config['class_embed_type']!r} is not "
-                                f"supported; edgediff reads integer class labels")
-        # openai's consistency models: every embedding is a real class, none is "no label"
+    classes = class_embeds(unet)
+    if classes:  # openai's consistency models: every embedding is a real class, none is "no label"
         config["num_classes"], config["null_label"] = int(classes), None
     return LoadedModel(denoiser, config, schedule)
