@@ -38,7 +38,11 @@ def edm_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> 
     if n == 1:
         return np.array([sigma_max, 0.0])
     ramp = np.arange(n, dtype=np.float64) / (n - 1)
-    lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+    try:
+        lo, hi = sigma_min ** (1.0 / rho), sigma_max ** (1.0 / rho)
+    except OverflowError:  # a tiny ρ: σ^(1/ρ) leaves float64
+        raise EdgediffError(f"rho = {rho:g} is too small for σ up to {sigma_max:g}: "
+                            f"σ^(1/rho) overflows; use rho ≥ 0.1 (EDM's is 7)") from None
     return np.append((hi + ramp * (lo - hi)) ** rho, 0.0)
 
 

@@ -56,3 +56,13 @@ def test_the_default_grid_is_the_schedules_own():
 def test_grid_options_that_do_not_fit_are_refused(kw, match):
     with pytest.raises(EdgediffError, match=match):
         sigma_grid(info_for(DiscreteSchedule.from_betas()), 10, **kw)
+
+
+def test_a_tiny_rho_is_refused_not_overflowed():
+    """σ_max^(1/ρ) leaves float64 for ρ ≈ 0.004 (Hypothesis found it through an
+    artifact's schedule): one EdgediffError line, which the metadata check reports."""
+    from edgediff.errors import EdgediffError
+    from edgediff.sigmas import edm_sigmas
+
+    with pytest.raises(EdgediffError, match="rho = 0.00390625 is too small"):
+        edm_sigmas(4, 0.002, 80.0, 0.00390625)
