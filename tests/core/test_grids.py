@@ -64,5 +64,5 @@ def test_a_tiny_rho_is_refused_not_overflowed():
     from edgediff.errors import EdgediffError
     from edgediff.sigmas import edm_sigmas
 
-    with pytest.raises(EdgediffError, match="rho = 0.00390625 is too small"):
+    with pytest.raises(EdgediffError, match=r"rho = 0\.00390625 is too small"):
         edm_sigmas(4, 0.002, 80.0, 0.00390625)
