@@ -26,7 +26,7 @@ KEYS = ("format_version", "parameterization", "schedule", "sigma_min", "sigma_ma
         "sigma_data", "sample_shape", "data_range", "source_sha256", "default_solver",
         "precision")
 PARAMETERIZATIONS = ("edm", "vp", "ve", "epsilon", "v_prediction", "sample", "analytic", "denoiser",
-                     "flow", "consistency")
+                     "flow", "consistency", "lcm")
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATION_METHODS = ("trajectory", "noise", "single_sigma")
 REFERENCE_KINDS = ("dataset", "gaussian_mixture")

@@ -28,12 +28,15 @@ def artifact_info(model: LoadedModel, source_sha256: str, precision: str = "fp32
 def default_solver(config: dict) -> dict:
     """Discrete models: DDIM 50 (trailing), clamping x0 when their diffusers scheduler
     did; consistency models: one consistency step (clamping D when their scheduler's
-    ``clip_denoised`` did); the rest: Heun 18 on the EDM grid."""
+    ``clip_denoised`` did); LCMs: 4 LCM steps on trailing timesteps (the exact
+    LCMScheduler ones are ``--preset lcm-4``); the rest: Heun 18 on the EDM grid."""
     if config["parameterization"]["name"] in ("epsilon", "v_prediction", "sample"):
         default = {"solver": "ddim", "steps": 50, "spacing": "trailing", "eta": 0.0}
         if config.get("provenance", {}).get("clip_sample"):
             default["clip"] = True
         return default
+    if config["parameterization"]["name"] == "lcm":  # its own steps: --preset lcm-4
+        return {"solver": "lcm", "steps": 4, "spacing": "trailing"}
     if config["parameterization"]["name"] == "consistency":
         default = {"solver": "cm", "steps": 1, "sigma_min": float(config["sigma_min"])}
         if config.get("provenance", {}).get("clip_denoised"):

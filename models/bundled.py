@@ -13,6 +13,7 @@ from edgediff.models.readers.native import load_checkpoint
 
 NAME = "digits-edm"
 CONDITIONAL = "digits-edm-cond"  # the same U-Net, class-conditional (label dropout 0.2)
+CONSISTENCY = "digits-cd"  # NAME consistency-distilled (models/distill.py), 1–4 steps
 
 
 def bundled_path(name: str = NAME) -> Path:

@@ -13,12 +13,13 @@ from edgediff.fileio import sha256_of
 from edgediff.models.checkpoint import LoadedModel
 from edgediff.models.readers import reader_for
 
-SHIPPED = ("bundled", "bundled-cond", "mixture2d", "mixture2d-cond", "mixture2d-flow")
+SHIPPED = ("bundled", "bundled-cond", "bundled-cd", "mixture2d", "mixture2d-cond", "mixture2d-flow")
 
 
 def resolve_source(source: str, allow_pickle: bool = False) -> tuple[LoadedModel, str]:
     """(model, sha256 of its weights) for a path a reader reads, 'bundled',
-    'bundled-cond' (the class-conditional digits model), 'mixture2d',
+    'bundled-cond' (the class-conditional digits model), 'bundled-cd' (the digits
+    model consistency-distilled: docs/distilled.md), 'mixture2d',
     'mixture2d-cond' (its classes are its components) or 'mixture2d-flow' (its
     exact velocity, as a rectified-flow model: docs/flow.md). The exact mixture has
     no weights: its digest is that of its JSON description."""
@@ -33,10 +34,10 @@ def resolve_source(source: str, allow_pickle: bool = False) -> tuple[LoadedModel
         if source == "mixture2d-flow":  # nor the σ-space one's
             described = {**described, "parameterization": "flow"}
         return model, hashlib.sha256(json.dumps(described).encode()).hexdigest()
-    from edgediff.models.bundled import CONDITIONAL, bundled_path
+    from edgediff.models.bundled import CONDITIONAL, CONSISTENCY, NAME, bundled_path
 
-    path = bundled_path() if source == "bundled" else bundled_path(CONDITIONAL) \
-        if source == "bundled-cond" else Path(source)
+    shipped = {"bundled": NAME, "bundled-cond": CONDITIONAL, "bundled-cd": CONSISTENCY}
+    path = bundled_path(shipped[source]) if source in shipped else Path(source)
     reader = reader_for(path)
     return reader.read(path, allow_pickle=allow_pickle), sha256_of(reader.weights(path))
 

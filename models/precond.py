@@ -154,6 +154,53 @@ class SamplePrecond(DiscretePrecond):
                 self.sigma_to_t(sigma))
 
 
+class LCMPrecond(DiscretePrecond):
+    """A latent consistency model (Luo et al. 2023; diffusers' ``LCMScheduler``): the
+    network's x̂0 (read by its ``prediction`` type) goes through the discrete
+    boundary condition denoised = c_out(t)·x̂0 + c_skip(t)·x_t, with
+    c_skip(t) = σ_d²/((k·t)² + σ_d²), c_out(t) = k·t/sqrt((k·t)² + σ_d²), σ_d = 0.5,
+    k = ``timestep_scaling``. In edgediff's variables x_t = x̂/sqrt(σ² + 1), so with
+    the prediction's own x̂0 = a·x̂ + b·F this is c_skip' = c_out(t)·a +
+    c_skip(t)/sqrt(σ² + 1) and c_out' = c_out(t)·b; ``clip`` clamps x̂0 first (the
+    scheduler's ``clip_sample``)."""
+
+    parameterization = "lcm"
+
+    def __init__(self, model, alphas_cumprod, prediction: str = "epsilon",
+                 timestep_scaling: float = 10.0, clip: float | None = None):
+        super().__init__(model, alphas_cumprod)
+        base = PRECONDITIONERS.get(prediction)
+        if base is None or not issubclass(base, DiscretePrecond) or base is LCMPrecond:
+            raise EdgediffError(f"an LCM's network predicts epsilon, v_prediction or sample, "
+                                f"not {prediction!r}")
+        self.prediction, self.timestep_scaling = prediction, float(timestep_scaling)
+        self.clip = None if clip is None else float(clip)
+
+    def boundary(self, t: torch.Tensor):
+        """(c_skip(t), c_out(t)) of the scheduler's discrete boundary condition."""
+        kt, sd = self.timestep_scaling * t, 0.5
+        return sd**2 / (kt**2 + sd**2), kt / torch.sqrt(kt**2 + sd**2)
+
+    def coefficients(self, sigma):
+        a, b, c_in, t = PRECONDITIONERS[self.prediction].coefficients(self, sigma)
+        skip, out = self.boundary(t)
+        return out * a + skip * c_in, out * b, c_in, t
+
+    def forward(self, x, sigma, class_labels=None):
+        if self.clip is None:
+            return super().forward(x, sigma, class_labels)
+        cdtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        s = sigma.to(cdtype).reshape(-1)
+        a, b, c_in, t = PRECONDITIONERS[self.prediction].coefficients(self, s)
+        skip, out = self.boundary(t)
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        xc = x.to(cdtype)
+        F_x = self.model((c_in.reshape(shape) * xc).to(_dtype_of(self.model, x.dtype)), t,
+                         class_labels).to(cdtype)
+        x0 = (a.reshape(shape) * xc + b.reshape(shape) * F_x).clamp(-self.clip, self.clip)
+        return (out.reshape(shape) * x0 + (skip * c_in).reshape(shape) * xc).to(x.dtype)
+
+
 class FlowPrecond(Preconditioner):
     """Rectified flow, F predicting v = ε − x0 at x_t = (1−t)·x0 + t·ε (docs/flow.md):
     with s = 1 − t = 1/(1+σ), D = x_t − t·v reads c_skip 1/(1+σ), c_out −σ/(1+σ),
@@ -197,7 +244,7 @@ class ConsistencyPrecond(Preconditioner):
 
 PRECONDITIONERS = {cls.parameterization: cls for cls in (
     VPPrecond, VEPrecond, EDMPrecond, EpsilonPrecond, VPredictionPrecond, SamplePrecond,
-    FlowPrecond, ConsistencyPrecond)}
+    FlowPrecond, ConsistencyPrecond, LCMPrecond)}
 
 
 def make_precond(parameterization: str, model: nn.Module, **kwargs) -> Preconditioner:

@@ -15,6 +15,15 @@ The artifact declares ``encoder_hidden_states`` float32 [seq, cross_attention_di
   Stable Diffusion was trained with;
 - seq is that file's first axis, else the text encoder's
   ``max_position_embeddings`` (``text_encoder/config.json``), else 77 (CLIP's).
+
+With an ``LCMScheduler`` the folder is a latent consistency model: the graph
+returns the scheduler's boundary-conditioned ``denoised`` (``LCMPrecond``), which
+the ``lcm`` solver steps on. A w-conditioned LCM (``time_cond_proj_dim`` set)
+takes the guidance scale as a second declared input, ``guidance_scale`` [1]: the
+scale diffusers' pipeline takes (1: no guidance), whose "null" is the default a
+caller who leaves it out gets (8.5, the pipeline's); the graph embeds
+w = guidance_scale − 1 as the pipeline does (sinusoidal, 1000·w), so one call
+per step carries the guidance.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch import nn
 
 from edgediff.discrete import DiscreteSchedule
@@ -46,6 +56,7 @@ DESCRIPTION = ("a local diffusers UNet2DConditionModel folder (unet/ and schedul
 INPUT = "encoder_hidden_states"
 NULL_FILE = "null_encoder_hidden_states.npy"
 DEFAULT_SEQ = 77  # CLIP's context length
+W_INPUT, W_DEFAULT = "guidance_scale", 8.5  # a w-conditioned LCM's input; the pipeline's default
 
 
 class DiffusersCondUNet(nn.Module):
@@ -62,6 +73,16 @@ class DiffusersCondUNet(nn.Module):
                          return_dict=False)[0]
 
 
+class WConditionedUNet(DiffusersCondUNet):
+    """A w-conditioned LCM's network: the conditioning slot carries
+    (encoder_hidden_states, the guidance embedding), the latter as ``timestep_cond``."""
+
+    def forward(self, x, c_noise, conditioning):
+        encoder_hidden_states, w_embedding = conditioning
+        return self.unet(x, c_noise, encoder_hidden_states=encoder_hidden_states,
+                         timestep_cond=w_embedding, return_dict=False)[0]
+
+
 class TextConditioned(nn.Module):
     """D(x̂, σ, encoder_hidden_states): the export's calling convention
     (``export/trace.py``: tensors by name) around the preconditioned network."""
@@ -73,6 +94,25 @@ class TextConditioned(nn.Module):
 
     def forward(self, x, sigma, encoder_hidden_states):
         return self.precond(x, sigma, encoder_hidden_states.to(x.dtype))
+
+
+class GuidanceEmbedded(TextConditioned):
+    """D(x̂, σ, encoder_hidden_states, guidance_scale [B, 1]): a w-conditioned LCM, the
+    embedding of w = guidance_scale − 1 computed in the graph, as diffusers' LCM
+    pipeline computes it (``get_timestep_embedding`` of 1000·w, sin before cos, the
+    frequency ramp over half − 1)."""
+
+    def __init__(self, precond: nn.Module, dim: int):
+        super().__init__(precond)
+        self.dim = int(dim)
+
+    def forward(self, x, sigma, encoder_hidden_states, guidance_scale):
+        from diffusers.models.embeddings import get_timestep_embedding
+
+        w = (guidance_scale.reshape(-1).to(torch.float32) - 1) * 1000
+        emb = get_timestep_embedding(w, self.dim, flip_sin_to_cos=False,
+                                     downscale_freq_shift=1)
+        return self.precond(x, sigma, (encoder_hidden_states.to(x.dtype), emb.to(x.dtype)))
 
 
 def can_read(path: Path) -> bool:
@@ -136,16 +176,45 @@ def load_cond_unet(folder: str | Path) -> LoadedModel:
                             f"edgediff reads one embedding width")
     null, seq = _null(folder, unet_dir, width)
     schedule = DiscreteSchedule(alphas_cumprod_from(scfg), {"source": "diffusers"})
-    precond = PREDICTION_TYPES[prediction](DiffusersCondUNet(unet), schedule.alphas_cumprod)
+    lcm = scfg.get("_class_name") == "LCMScheduler"
+    if lcm:
+        precond, parameterization = _lcm(unet, scfg, prediction, schedule), "lcm"
+        clip = False  # inside the graph
+    else:
+        precond, parameterization = PREDICTION_TYPES[prediction](
+            DiffusersCondUNet(unet), schedule.alphas_cumprod), prediction
+    if not lcm and c.get("time_cond_proj_dim") is not None:
+        raise EdgediffError(f"{unet_dir}: time_cond_proj_dim is set, which only an LCM "
+                            f"(LCMScheduler) reads; its scheduler is "
+                            f"{scfg.get('_class_name')!r}")
     size = c.sample_size
     size = (size, size) if isinstance(size, int) else tuple(size)
     config = make_config("diffusers.UNet2DConditionModel",
-                         json.loads(json.dumps(dict(c), default=str)), prediction, schedule,
+                         json.loads(json.dumps(dict(c), default=str)), parameterization, schedule,
                          (c.in_channels, *size), data_range=(-clip_range, clip_range),
                          provenance={"source": str(folder), "scheduler": scfg.get("_class_name"),
                                      "timestep_spacing": scfg.get("timestep_spacing"),
                                      "steps_offset": scfg.get("steps_offset", 0),
                                      "clip_sample": clip, "null_embedding":
                                          "file" if null is not None else "zeros"})
-    config["conditioning_tensors"] = {INPUT: declare(INPUT, (seq, width), null)}
-    return LoadedModel(TextConditioned(precond).eval(), config, schedule)
+    tensors = {INPUT: declare(INPUT, (seq, width), null)}
+    denoiser = TextConditioned(precond)
+    if lcm and c.get("time_cond_proj_dim") is not None:
+        tensors[W_INPUT] = declare(W_INPUT, (1,), np.full(1, W_DEFAULT, np.float32))
+        denoiser = GuidanceEmbedded(precond, c.time_cond_proj_dim)
+    config["conditioning_tensors"] = tensors
+    return LoadedModel(denoiser.eval(), config, schedule)
+
+
+def _lcm(unet, scfg: dict, prediction: str, schedule: DiscreteSchedule):
+    """LCMScheduler's boundary condition around the network (``LCMPrecond``)."""
+    from edgediff.models.precond import LCMPrecond
+
+    if scfg.get("thresholding"):
+        raise EdgediffError("an LCMScheduler with thresholding (dynamic, per-sample "
+                            "quantiles of x̂0) is not read; export it with thresholding off")
+    clip, bound = clip_sample(scfg)
+    network = WConditionedUNet(unet) if unet.config.get("time_cond_proj_dim") is not None \
+        else DiffusersCondUNet(unet)
+    return LCMPrecond(network, schedule.alphas_cumprod, prediction,
+                      scfg.get("timestep_scaling", 10.0), bound if clip else None)
