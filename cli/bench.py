@@ -56,12 +56,22 @@ def _fmt(v, spec):
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An int8/fp16 ARTIFACT's fp32 export: the quality gate (edgediff check "
                    "--precision) runs once on the default solver and prints its verdict.")
+@click.option("--teacher", default=None, type=click.Path(exists=True, path_type=Path),
+              help="A distilled ARTIFACT's teacher (an .onnx of the same samples): its runs "
+                   "follow in the same process, on the same seeds and score, and the "
+                   "figures put both models on one set of axes: the quality each "
+                   "millisecond buys.")
+@click.option("--teacher-solvers", default="heun,ipndm", show_default=True, metavar="A,B,…",
+              help="With --teacher: the teacher's solvers (as --solvers).")
+@click.option("--teacher-nfe", default="5,9,19,35", show_default=True, metavar="N,M,…",
+              help="With --teacher: the teacher's denoiser-call budgets.")
 @click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("out/bench"), show_default=True, help="Output folder.")
 def command(artifact, suite, solvers, steps, sigmas, timesteps, nfe_list, num, batch, seed,
             reference_steps, guidance_list, fid, provider, threads, cuda_graph, metadata_file,
             engine, precision, device, decoder_backend, decoder_precision, decoder_provider,
-            decoder_threads, tile, tile_overlap, ray_address, workers, gate_reference, out):
+            decoder_threads, tile, tile_overlap, ray_address, workers, gate_reference, teacher,
+            teacher_solvers, teacher_nfe, out):
     """Run solvers on ARTIFACT side by side and print speed and quality.
 
     Every run draws samples 0…num−1 of one seed, so all start from the same x_T.
@@ -90,13 +100,14 @@ def command(artifact, suite, solvers, steps, sigmas, timesteps, nfe_list, num, b
       edgediff bench network-snapshot.pkl --solvers heun,dpmpp_2m --nfe 9,19 --num 64
       edgediff bench bundle/ --num 8 --batch 4
       edgediff bench bundle/ --solvers dpmpp_2m --steps 10,20 --tile 32
+      edgediff bench digits-cd.onnx --suite distilled --teacher digits.onnx --num 360
 
     ARTIFACT may be a bundle folder: then each run's time per image is split
     into its two stages, the denoiser (all the solver's calls) and the decoder,
     so you see where the time goes [--num default: 8]. Writes bench.json.
     """
     from edgediff import runtime
-    from edgediff.lab.bench import BenchOptions, run_study
+    from edgediff.lab.bench import BenchOptions, Teacher, run_study
     from edgediff.lab.cluster import RayOptions
     from edgediff.lab.runs import guidance_scales, plan_runs
     from edgediff.metadata import read_metadata_json
@@ -120,8 +131,12 @@ def command(artifact, suite, solvers, steps, sigmas, timesteps, nfe_list, num, b
                          guidance=None if scales is None else tuple(scales), fid=fid,
                          backend=backend,
                          ray=None if ray_address is None else RayOptions(ray_address, workers))
+    mentor = None
+    if teacher is not None:
+        mentor = Teacher(runtime.load(teacher, backend), teacher,
+                         plan_runs(None, teacher_solvers, None, teacher_nfe)[0])
     with atomic_folder(out) as folder:  # nothing lands unless the whole run succeeds
-        study = run_study(D, artifact, folder, runs, asked,
+        study = run_study(D, artifact, folder, runs, asked, teacher=mentor,
                           progress=lambda label: click.echo(f"  running {label}", err=True))
         _print_table(study, named, scales)
         _gate(D, artifact, gate_reference, seed, batch, threads, folder)
@@ -165,11 +180,16 @@ def _print_table(study, artifact: Path, scales) -> None:
     click.echo(f"{artifact.name}: {meta['num']} samples per run, batch {meta['batch']}, "
                f"seed {meta['seed']}")
     last = f"{'label acc':>10}" if scales else ""
-    click.echo(f"{'run':<18}{'steps':>6}{'NFE':>5}{'ms/sample':>11}{'p90':>9}{'samples/s':>11}"
+    width = max([len(r.label) for r in rows] + [18]) + 1
+    if any(r.model for r in rows):
+        width += max(len(r.model or "") for r in rows) + 2
+        for r in rows:
+            r.label = f"{r.model}: {r.label}"
+    click.echo(f"{'run':<{width}}{'steps':>6}{'NFE':>5}{'ms/sample':>11}{'p90':>9}{'samples/s':>11}"
                f"{'ref RMS':>10}{dist:>10}{last}")
     for r in rows:
         acc = f" {_fmt(r.label_accuracy, '>9.3f')}" if scales else ""
-        click.echo(f"{r.label:<18}{r.steps:>6}{r.nfe:>5}{r.ms_median:>11.3f}{r.ms_p90:>9.3f}"
+        click.echo(f"{r.label:<{width}}{r.steps:>6}{r.nfe:>5}{r.ms_median:>11.3f}{r.ms_p90:>9.3f}"
                    f"{r.samples_per_s:>11.1f}{_fmt(r.reference_rms, '>10.4g')}"
                    f" {_fmt(r.distance, '>9.4g')}{acc}")
     if score is not None:

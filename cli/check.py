@@ -38,6 +38,17 @@ GATE_PRECISIONS = ("bf16", "f16", "int8", "fp16")
               help="With --precision: samples 0…num−1 of this seed [default: 0].")
 @click.option("--batch", type=click.IntRange(1), default=None,
               help="With --precision: samples per denoiser call [default: 32].")
+@click.option("--solver", default=None, metavar="NAME",
+              help="With --precision: the solver both sides sample with [default: the "
+                   "model's default solver].")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help="With --precision: its step count.")
+@click.option("--sigmas", default=None, metavar="S,S,…",
+              help="With --precision: sample on exactly these σ's, largest first (a "
+                   "distilled model's own).")
+@click.option("--timesteps", default=None, metavar="T,T,…",
+              help="With --precision: discrete-time models' training timesteps, mapped "
+                   "through the model's σ table.")
 @click.option("--strict", is_flag=True,
               help="With --precision: exit 1 unless the verdict is pass.")
 @click.option("--backend", "engine", type=click.Choice(("onnxruntime", "openvino")),
@@ -48,7 +59,7 @@ GATE_PRECISIONS = ("bf16", "f16", "int8", "fp16")
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="With --precision: CPU threads per engine (default: its own choice).")
 def command(artifact, source, onnx_path, atol, rtol, allow_pickle, gate, candidate, num, seed,
-            batch, strict, engine, device, threads):
+            batch, solver, steps, sigmas, timesteps, strict, engine, device, threads):
     """Compare ARTIFACT with what it was made from, on the export's validation
     inputs (σ_min, a log sweep, σ_max; batches 1, 3, 16); or, with --precision,
     judge a reduced-precision version of ARTIFACT against it.
@@ -80,11 +91,14 @@ def command(artifact, source, onnx_path, atol, rtol, allow_pickle, gate, candida
       edgediff check digits.onnx --precision bf16 --strict   # needs bf16 units
     """
     if gate is not None:
-        return _precision_gate(artifact, source, onnx_path, gate, candidate, num, seed, batch,
-                               strict, engine, device, threads)
+        run = {"solver": solver, "steps": steps, "sigmas": sigmas, "timesteps": timesteps}
+        return _precision_gate(artifact, source, onnx_path, gate, candidate,
+                               (num, seed, batch, run), strict, (engine, device, threads))
     given = [f for f, v in (("--candidate", candidate), ("--num", num), ("--seed", seed),
                             ("--batch", batch), ("--strict", strict), ("--backend", engine),
-                            ("--device", device), ("--threads", threads)) if v]
+                            ("--device", device), ("--threads", threads), ("--solver", solver),
+                            ("--steps", steps), ("--sigmas", sigmas),
+                            ("--timesteps", timesteps)) if v]
     if given:
         raise EdgediffError(f"{', '.join(given)}: options of the quality gate; add --precision "
                             f"bf16|f16|int8|fp16, or drop them to check ARTIFACT against SOURCE")
@@ -103,18 +117,26 @@ def command(artifact, source, onnx_path, atol, rtol, allow_pickle, gate, candida
         raise EdgediffError(check.failure)
 
 
-def _precision_gate(artifact, source, onnx_path, precision, candidate, num, seed, batch, strict,
-                    engine, device, threads):
-    """``check --precision``: the quality gate of ``edgediff.lab.gate``."""
+def _precision_gate(artifact, source, onnx_path, precision, candidate, sampling, strict, where):
+    """``check --precision``: the quality gate of ``edgediff.lab.gate``. ``sampling`` is
+    (num, seed, batch, the run's solver/steps/sigmas/timesteps), ``where`` (engine,
+    device, threads)."""
     from edgediff import runtime
     from edgediff.cli._sampling import artifact_path
+    from edgediff.grids import exact_grid
     from edgediff.lab.gate import GateOptions, check_same_model, precision_gate
 
+    (num, seed, batch, run), (engine, device, threads) = sampling, where
     if source is not None or onnx_path is not None:
         raise EdgediffError("--precision compares ARTIFACT with a reduced-precision version "
                             "of itself; drop SOURCE/--onnx (they are for export validation)")
-    options = GateOptions(num=num or 256, seed=seed or 0, batch=batch or 32)
     artifact = artifact_path(artifact)
+    grid = exact_grid(runtime.load(artifact).info,
+                      {k: run[k] for k in ("sigmas", "timesteps") if run[k] is not None},
+                      run["steps"] if run["sigmas"] or run["timesteps"] else None)
+    options = GateOptions(num=num or 256, seed=seed or 0, batch=batch or 32,
+                          solver=run["solver"], steps=None if grid else run["steps"],
+                          sigmas=grid)
     if precision in ("bf16", "f16"):
         if candidate is not None:
             raise EdgediffError(f"--precision {precision} runs ARTIFACT itself on OpenVINO; "

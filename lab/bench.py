@@ -38,6 +38,7 @@ class Row:
     guidance: float | None = None        # the guidance scale of a --guidance sweep
     label_accuracy: float | None = None  # share of samples classified as asked
     sigmas: list[float] | None = None    # the σ's stepped on (None: the schedule's grid)
+    model: str | None = None             # which artifact, when bench runs two (--teacher)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,8 +123,10 @@ def run_bench(denoiser: Denoiser, runs: list[Run], options: BenchOptions,
             label += "" if exact is None else " (tuned)"
         work += [Work(f"{label} w={w:g}" if guidance else label, solver, steps, opts, w, exact)
                  for w in (guidance or [None])]
-    reference = None
-    if not guidance and any(is_deterministic(w.solver, w.options) for w in work):
+    reference = None  # a consistency model's f is no ODE's D: no Heun solution of it
+    few_step = denoiser.info.parameterization in ("consistency", "lcm")
+    if not guidance and not few_step and any(is_deterministic(w.solver, w.options)
+                                             for w in work):
         reference = Work(f"reference: heun, {o.reference_steps} steps", "heun",
                          o.reference_steps, {})
     todo = ([reference] if reference else []) + work
@@ -186,13 +189,25 @@ class Study:
     written: list[Path] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Teacher:
+    """A second artifact ``bench`` runs beside the first (``--teacher``): a distilled
+    model's teacher, on its own runs, scored on the same seeds by the same score."""
+
+    denoiser: Denoiser
+    artifact: Path
+    runs: list[Run]
+
+
 def run_study(denoiser: Denoiser, artifact: Path, folder: Path, runs: list[Run],
-              options: BenchOptions, *,
+              options: BenchOptions, *, teacher: Teacher | None = None,
               progress: Callable[[str], None] | None = None) -> Study:
     """``bench``: every run side by side on one artifact, scored, with FID where it is
     usable; bench.csv, bench.json and the figures written into ``folder``. With
     ``options.ray``, the runs and their shards go out to Ray actors, each opening
-    the artifact with ``options.backend``."""
+    the artifact with ``options.backend``. With a ``teacher``, its runs follow in the
+    same process, each row naming its artifact, and the figures put both on one set
+    of axes."""
     from edgediff.lab.outputs import require_figures, write_bench
     from edgediff.lab.quality import score_for
 
@@ -200,6 +215,8 @@ def run_study(denoiser: Denoiser, artifact: Path, folder: Path, runs: list[Run],
     require_figures()  # before any work
     check_runs(denoiser.info, runs)
     score = score_for(denoiser.info, o.num, o.seed)
+    if teacher is not None:
+        _check_teacher(denoiser.info, teacher, o)
     pool = None
     if o.ray is not None:
         from edgediff.lab.cluster import RayPool
@@ -207,6 +224,13 @@ def run_study(denoiser: Denoiser, artifact: Path, folder: Path, runs: list[Run],
         pool = RayPool(artifact, replace(o.backend, max_batch=o.batch), o.ray)
     try:
         rows = run_bench(denoiser, runs, o, score, progress=progress, pool=pool)
+        if teacher is not None:
+            for r in rows:
+                r.model = artifact.stem
+            more = run_bench(teacher.denoiser, teacher.runs, o, score, progress=progress)
+            for r in more:
+                r.model = teacher.artifact.stem
+            rows += more
     finally:
         if pool is not None:
             pool.close()
@@ -230,3 +254,16 @@ def run_study(denoiser: Denoiser, artifact: Path, folder: Path, runs: list[Run],
             r.fid = value
     study.written = write_bench(folder, rows, meta)
     return study
+
+
+def _check_teacher(info, teacher: Teacher, options: BenchOptions) -> None:
+    """The teacher must make the same samples, scored the same way, on this machine."""
+    t = teacher.denoiser.info
+    if t.sample_shape != info.sample_shape or t.reference != info.reference:
+        raise EdgediffError(f"--teacher {teacher.artifact.name} does not describe the same "
+                            f"samples (shape {list(t.sample_shape)} vs "
+                            f"{list(info.sample_shape)}, quality reference {t.reference} vs "
+                            f"{info.reference}): nothing would compare")
+    if options.ray is not None or options.guidance:
+        raise EdgediffError("--teacher runs here, unguided: drop --ray and --guidance")
+    check_runs(t, teacher.runs)

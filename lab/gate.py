@@ -131,7 +131,9 @@ def _short(value: str | None) -> str:
 @dataclass(frozen=True)
 class GateOptions:
     """``num`` samples (0 … num−1 of ``seed``), ``batch`` at a time, with ``solver``,
-    ``steps`` and ``options`` (None: the artifact's default solver)."""
+    ``steps`` and ``options`` (None: the artifact's default solver), on ``sigmas`` when
+    given (an exact grid, checked: ``edgediff.grids.exact_grid``; then it sets the
+    steps)."""
 
     num: int = 256
     seed: int = 0
@@ -139,6 +141,7 @@ class GateOptions:
     solver: str | None = None
     steps: int | None = None
     options: dict[str, Any] | None = None
+    sigmas: list[float] | None = None
 
     def __post_init__(self):
         for name, low in (("num", 2), ("seed", 0), ("batch", 1)):
@@ -235,7 +238,7 @@ def precision_gate(reference: Denoiser, candidate: Denoiser, options: GateOption
             progress(stop - last[0])
         last[0] = 0 if stop == num else stop
 
-    run = RunOptions(batch=o.batch, on_batch=on_batch)
+    run = RunOptions(batch=o.batch, on_batch=on_batch, sigmas=o.sigmas)
     kw = dict(seed=o.seed, solver=o.solver, steps=o.steps, options=o.options, run=run)
     x, y = sample(reference, o.num, **kw), sample(candidate, o.num, **kw)
     finite = bool(np.isfinite(y).all())
@@ -247,10 +250,13 @@ def precision_gate(reference: Denoiser, candidate: Denoiser, options: GateOption
         features = DigitsFeatures()
         fd = max(frechet_distance(features(y), features(x)), 0.0)  # ≥ 0 but for rounding
     d = dict(info.default_solver) if o.solver is None else {"solver": o.solver, "steps": o.steps}
+    what = d["solver"] + ("" if d.get("steps") is None else f" {d['steps']} steps")
+    if o.sigmas is not None:
+        what = (f"{d['solver']} on σ's " + ", ".join(f"{v:.4g}" for v in o.sigmas[:-1]))
     lo, hi = info.data_range
     result = GateResult(
         label(reference), label(candidate), o.num, o.seed,
-        f"{d['solver']}" + ("" if d.get("steps") is None else f" {d['steps']} steps"),
+        what,
         reference_rms(y, x) if finite else math.nan,
         float(np.abs(y.astype(np.float64) - x).max()) if finite else math.nan,
         sliced_wasserstein(y, x) if finite else math.nan, fd,

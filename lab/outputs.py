@@ -82,6 +82,8 @@ def write_bench(folder: Path, rows, meta: dict) -> list[Path]:
                 if getattr(r, key) is not None:
                     run = r.label.split(" w=")[0] if sweep else (
                         r.solver if r.label.startswith(r.solver) else r.label)
+                    if r.model is not None:  # two artifacts (bench --teacher)
+                        run = f"{r.model}: {r.solver}"
                     xs, ys = series.setdefault(run, ([], []))
                     xs.append(getattr(r, axis))
                     ys.append(getattr(r, key))

@@ -64,3 +64,21 @@ def test_bad_lists_are_one_line_and_write_nothing(artifacts, tmp_path, args, say
     r = run("sample", artifacts["mixture"], "--solver", "cm", *args, "-o", tmp_path / "out")
     assert r.exit_code != 0 and says in r.output, r.output
     assert "Traceback" not in r.output and not (tmp_path / "out").exists()
+
+
+def test_bench_runs_a_teacher_beside_a_distilled_model(artifacts, tmp_path):
+    """--teacher: both artifacts' runs in one table, bench.json and one figure, each
+    row naming its model; a teacher of other samples is refused before any run."""
+    m = artifacts["mixture"]
+    r = run("bench", m, "--solvers", "cm", "--sigmas", "80,1.3823679566485092", "--num", 8,
+            "--batch", 8, "--teacher", m, "--teacher-solvers", "heun", "--teacher-nfe", "3,5",
+            "-o", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "b" / "bench.json").read_text())["rows"]
+    assert [(row["model"], row["solver"], row["nfe"]) for row in rows] == [
+        ("mixture", "cm", 2), ("mixture", "heun", 3), ("mixture", "heun", 5)]
+    assert "mixture: heun-3" in r.output and (tmp_path / "b" / "distance_vs_latency.png").is_file()
+    r = run("bench", m, "--solvers", "cm", "--steps", 1, "--num", 8, "--teacher",
+            artifacts["digits"], "-o", tmp_path / "x")
+    assert r.exit_code != 0 and "does not describe the same samples" in r.output
+    assert not (tmp_path / "x").exists()

@@ -124,6 +124,26 @@ def test_an_int8_export_gets_a_verdict_with_finite_numbers(digits):
     assert 0 < result.rms  # int8 is not fp32
 
 
+def test_the_gate_samples_on_the_sigmas_asked(digits):
+    """--sigmas reaches both sides' sampling: the summary names them, and another
+    list is another comparison (an int8 model's error depends on where it steps)."""
+    args = (digits[0], "--precision", "int8", "--candidate", digits[1], "--num", 4,
+            "--solver", "euler")
+    r = _check(*args, "--sigmas", "80,2.5,0.3")
+    assert r.exit_code == 0, r.output
+    assert "euler on σ's 80, 2.5, 0.3" in r.output
+    rms = [line.split()[3] for line in r.output.splitlines() if "RMS vs fp32" in line]
+    other = _check(*args, "--sigmas", "80,10")
+    assert other.exit_code == 0 and "euler on σ's 80, 10" in other.output
+    assert len(rms) == 1 and rms != [line.split()[3] for line in other.output.splitlines()
+                                     if "RMS vs fp32" in line]
+    bad = _check(*args, "--sigmas", "1,80")
+    assert bad.exit_code != 0 and "strictly decreasing" in bad.output
+    no_gate = _check(digits[0], "--sigmas", "80,1")
+    assert no_gate.exit_code != 0 and "--sigmas" in no_gate.output and "--precision" in \
+        no_gate.output
+
+
 def test_strict_exits_1_past_a_threshold(digits, monkeypatch):
     monkeypatch.setattr(gate, "THRESHOLDS", Thresholds(0, 0, 0, 0, 0, 0))
     args = (digits[0], "--precision", "int8", "--candidate", digits[1], "--num", 4)
