@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 CONSTRAINTS ?= constraints/cpu.txt
-EXTRAS ?= cpu,openvino,torch,lab,ray,dev
+EXTRAS ?= cpu,openvino,torch,lab,ray,serve,dev
 comma := ,
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))

@@ -18,6 +18,7 @@ _COMMANDS = {
     "generate": ("generate", "Generate many samples as resumable shards, here or on Ray."),
     "info": ("info", "Show what a model, an ONNX artifact or a TensorRT plan holds."),
     "sample": ("sample", "Sample an exported model with the torch-free runtime."),
+    "serve": ("serve", "Serve an artifact over HTTP, batching requests step by step."),
     "bench": ("bench", "Compare solvers on one model by speed and quality."),
     "check": ("check", "Compare an ONNX artifact with its torch model (and a plan with it)."),
     "train": ("train", "Train a denoiser on a local dataset (digits, 2-D mixture)."),

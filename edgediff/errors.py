@@ -48,6 +48,8 @@ EXTRAS = {
     "cuda": ("cuda-python", "trt"), "sklearn": ("scikit-learn", "train"),
     "diffusers": ("diffusers", "diffusers"), "matplotlib": ("matplotlib", "lab"),
     "PIL": ("Pillow", "lab"), "ray": ("ray", "ray"), "openvino": ("openvino", "openvino"),
+    "fastapi": ("fastapi", "serve"), "uvicorn": ("uvicorn", "serve"),
+    "prometheus_client": ("prometheus_client", "serve"),
 }
 
 

@@ -131,9 +131,8 @@ def _short(value: str | None) -> str:
 @dataclass(frozen=True)
 class GateOptions:
     """``num`` samples (0 … num−1 of ``seed``), ``batch`` at a time, with ``solver``,
-    ``steps`` and ``options`` (None: the artifact's default solver), on ``sigmas`` when
-    given (an exact grid, checked: ``edgediff.grids.exact_grid``; then it sets the
-    steps)."""
+    ``steps`` and ``options`` (None: the artifact's default solver), on ``sigmas`` (an
+    exact grid, checked by ``edgediff.grids.exact_grid``) when given."""
 
     num: int = 256
     seed: int = 0
@@ -252,7 +251,7 @@ def precision_gate(reference: Denoiser, candidate: Denoiser, options: GateOption
     d = dict(info.default_solver) if o.solver is None else {"solver": o.solver, "steps": o.steps}
     what = d["solver"] + ("" if d.get("steps") is None else f" {d['steps']} steps")
     if o.sigmas is not None:
-        what = (f"{d['solver']} on σ's " + ", ".join(f"{v:.4g}" for v in o.sigmas[:-1]))
+        what = f"{d['solver']} on σ's " + ", ".join(f"{v:.4g}" for v in o.sigmas[:-1])
     lo, hi = info.data_range
     result = GateResult(
         label(reference), label(candidate), o.num, o.seed,

@@ -117,6 +117,18 @@ def report(callback: Callback, i: int, x: np.ndarray, sigma: float, sigma_next: 
                   "denoised": denoised})
 
 
+def reset_conditioning(info: ArtifactInfo, bound) -> None:
+    """Put a reused binding's conditioning inputs back to their defaults (the null
+    label, scale 1, each tensor's null value). A backend keeps one binding per batch
+    size, so a loop that binds for an unconditional run must not inherit the labels
+    the last conditional call of that size wrote."""
+    tensors = getattr(bound, "tensors", None) or {}
+    for i in graph_inputs(info)[2:]:
+        buffer = tensors.get(i.name) if i.name in tensors else getattr(bound, i.name, None)
+        if buffer is not None and i.fill is not None:
+            buffer[...] = i.fill
+
+
 def fill_conditioning(info: ArtifactInfo, bound, class_labels, guidance,
                       tensors: dict | None = None) -> None:
     """Write a call's class labels, guidance scale and tensor conditioning into a

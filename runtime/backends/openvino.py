@@ -32,7 +32,7 @@ from edgediff.errors import EdgediffError, missing_extra
 from edgediff.graph import OUTPUT, GraphInput, graph_inputs
 from edgediff.hardware import cpu_flags, has_bf16
 from edgediff.metadata import props_with_overrides
-from edgediff.runtime._call import check_inputs, fill_conditioning
+from edgediff.runtime._call import check_inputs, fill_conditioning, reset_conditioning
 from edgediff.runtime.backends.backend_options import PRECISIONS, BackendOptions
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,7 @@ class OpenVinoDenoiser:
                 self._requests.pop(next(iter(self._requests)))
             request = self._requests[batch] = _Request(self._ov, self._compile(batch), batch,
                                                        self.inputs)
+        reset_conditioning(self.info, request)  # not the last caller's labels
         return request
 
     def __call__(self, x: np.ndarray, sigma: np.ndarray, class_labels=None, guidance=None,

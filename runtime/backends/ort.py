@@ -24,7 +24,7 @@ from edgediff.artifact import ArtifactInfo
 from edgediff.errors import EdgediffError, missing_extra
 from edgediff.graph import OUTPUT, GraphInput, graph_inputs, profile_shapes
 from edgediff.metadata import props_with_overrides
-from edgediff.runtime._call import check_inputs, fill_conditioning
+from edgediff.runtime._call import check_inputs, fill_conditioning, reset_conditioning
 from edgediff.runtime.backends.backend_options import PROVIDERS, BackendOptions
 
 log = logging.getLogger(__name__)
@@ -220,6 +220,7 @@ class OrtDenoiser:
             binding = _Binding(self._ort, self.session, batch, self.inputs, self._device,
                                self._device_id)
             self._bindings[batch] = binding
+        reset_conditioning(self.info, binding)  # not the last caller's labels
         return binding
 
     def __call__(self, x: np.ndarray, sigma: np.ndarray, class_labels=None, guidance=None,

@@ -160,3 +160,24 @@ def test_load_shorthands_override_the_options(exported):
 def test_run_options_and_conditions_are_checked_when_made(make, match):
     with pytest.raises(EdgediffError, match=match):
         make()
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_an_unconditional_run_does_not_inherit_the_last_calls_labels(tmp_path, engine):
+    """A backend keeps one binding per batch size; an unconditional run binding the
+    size a labelled call used last must still feed the null label (found serving:
+    an unconditional sample after a class-0 call came out as class 0)."""
+    if engine == "openvino":
+        pytest.importorskip("openvino", reason="openvino is not installed")
+    from edgediff.export.onnx import ExportOptions, export_source
+
+    path = tmp_path / "cond.onnx"
+    export_source("mixture2d-cond", path, ExportOptions(validate=False))
+    D = runtime.load(path, engine=engine)
+    before = runtime.sample(D, 2, seed=0, solver="euler", steps=4)
+    D(np.zeros((2, 2), np.float32), np.ones(2, np.float32), class_labels=[0, 0])
+    after = runtime.sample(D, 2, seed=0, solver="euler", steps=4)
+    np.testing.assert_array_equal(after, before)
+    labelled = runtime.sample(D, 2, seed=0, solver="euler", steps=4,
+                              condition=runtime.Condition(labels=[0, 0]))
+    assert np.abs(labelled - before).max() > 0.1  # the labels matter: the check has teeth
