@@ -31,7 +31,8 @@ def command(num: int, seed: int, threads: int | None, out: Path) -> None:
     3. print speed, error against a high-accuracy solution and distance to the
        data, and write sample images, bench.csv/json and figures under OUT;
     4. sample the class-conditional digits model class by class at guidance
-       scales 1 and 3.
+       scales 1 and 3;
+    5. sample the consistency-distilled digits model at 1, 2 and 4 steps.
 
     \b
     Example:
@@ -39,7 +40,7 @@ def command(num: int, seed: int, threads: int | None, out: Path) -> None:
     """
     import torch  # noqa: F401  (export needs it: a missing extra says so before any work)
 
-    from edgediff.lab.demo import Compared, Exported, run_demo
+    from edgediff.lab.demo import Compared, Distilled, Exported, run_demo
 
     t_start = time.perf_counter()
     with atomic_folder(out) as folder:  # nothing lands unless the whole demo succeeds
@@ -58,6 +59,12 @@ def command(num: int, seed: int, threads: int | None, out: Path) -> None:
                 click.echo(f"== {step.name}: {step.runs} runs x {step.num} samples with the "
                            f"NumPy + ONNX Runtime solvers")
                 _table(step.study)
+            elif isinstance(step, Distilled):
+                click.echo("== digits-cd: the digits model consistency-distilled, on its "
+                           "presets cd-digits-1/2/4")
+                for steps, fd, ms in step.rows:
+                    click.echo(f"   {steps} step{'s' if steps > 1 else ' '}: {step.score.name} "
+                               f"{fd:.4g}, {ms:.3f} ms/sample")
             else:
                 click.echo(f"   guidance w = {step.scale:g}: {step.accuracy:.0%} of samples read "
                            f"as the digit asked for (shipped classifier)")

@@ -2,7 +2,8 @@
 
 Export the bundled digits model and the exact 2-D Gaussian mixture to ONNX
 (validated against torch), compare solvers on each with the torch-free runtime,
-and sample the class-conditional digits model at two guidance scales. Each step
+sample the class-conditional digits model at two guidance scales, and the
+consistency-distilled digits model at 1, 2 and 4 steps. Each step
 is yielded as it finishes, so the caller reports progress; every file goes into
 the folder it is given.
 """
@@ -58,6 +59,16 @@ class Compared:
 
 
 @dataclass
+class Distilled:
+    """The consistency-distilled digits model on its presets: (steps, FD, ms per
+    sample) per preset, and the grid of its 2-step samples."""
+
+    rows: list[tuple[int, float, float]]
+    score: object
+    written: list[Path] = field(default_factory=list)
+
+
+@dataclass
 class Guided:
     """The class-conditional model at one guidance scale."""
 
@@ -75,6 +86,7 @@ def run_demo(folder: Path, *, num: int = 256, seed: int = 0, threads: int | None
                                   ("digits", "bundled", DIGITS_RUNS, num)):
         yield from _one_model(folder, name, source, runs, n, seed, threads, progress)
     yield from _class_grids(folder, seed, threads)
+    yield from _distilled(folder, num, seed, threads)
 
 
 def _one_model(folder, name, source, runs, n, seed, threads, progress):
@@ -129,3 +141,40 @@ def _class_grids(folder, seed, threads):
         sub_w.mkdir()
         yield Guided(w, accuracy(x, labels),
                      write_samples(sub_w, x, D.info, {"guidance": w, "seed": seed}, labels, 10))
+
+
+def _distilled(folder, num, seed, threads):
+    """The consistency-distilled digits model (bundled-cd) on the cd-digits presets:
+    FD to the held-out digits and wall time per sample at 1, 2 and 4 calls, and a
+    grid of its 2-step samples."""
+    from edgediff import runtime
+    from edgediff.configs import preset
+    from edgediff.export.onnx import ExportOptions, export_source
+    from edgediff.lab.outputs import write_samples
+    from edgediff.lab.quality import score_for
+    from edgediff.lab.timing import TimedRequest, timed_sample
+    from edgediff.models.bundled import CONSISTENCY, bundled_path
+
+    try:
+        bundled_path(CONSISTENCY)
+    except EdgediffError:  # an install without the distilled model
+        return
+    sub = folder / "digits-cd"
+    sub.mkdir()
+    onnx_path = sub / "digits-cd.onnx"
+    t0 = time.perf_counter()
+    _, check = export_source("bundled-cd", onnx_path, ExportOptions())
+    yield Exported("digits-cd", "bundled-cd", onnx_path, check, time.perf_counter() - t0)
+    D = runtime.load(onnx_path, threads=threads)
+    score, batch = score_for(D.info, num, seed), min(num, 256)
+    runtime.sample(D, batch, seed=seed, steps=1)  # warm-up
+    rows, grid = [], None
+    for steps in (1, 2, 4):
+        solver, _, options = preset(f"cd-digits-{steps}")
+        sigmas = [*options.pop("sigmas"), 0.0]
+        x, times = timed_sample(D, TimedRequest(solver, steps, num, batch, seed, options,
+                                                sigmas=sigmas))
+        rows.append((steps, score(x), 1e3 * float(np.median(times))))
+        grid = x if steps == 2 else grid
+    meta = {"artifact": onnx_path.name, "preset": "cd-digits-2", "seed": seed, "num": num}
+    yield Distilled(rows, score, write_samples(sub, grid, D.info, meta))

@@ -43,6 +43,11 @@ EXPECT = {
                         rf"{NUM}×\s+{NUM}$" for name in ("SD-VAE", "TAESD"))],
     "digits_quality": [rf"^7-NFE Heun samples vs held-out\s+\d+\s+{NUM}$",
                        rf"^real half A vs real half B\s+\d+\s+{NUM}$"],
+    "distilled": [r"^CPU: .*; flags: ",
+                  rf"^bundled-cd cm \(preset\)\s+2\s+{NUM}\s+{NUM}×\s+{NUM}\s+{NUM}×\s+{NUM}$",
+                  rf"^teacher heun\s+35\s+{NUM}\s+{NUM}×",
+                  rf"^2 steps: FD {NUM} = {NUM}× Heun-35's {NUM}, {NUM}× faster: goal "
+                  r"\(within 25 %\) (met|NOT met)$"],
     "edm_snapshot": [rf"^export \(edgediff export, child process\): {NUM} s, peak RSS {NUM} MiB$",
                      rf"batch 1, ms per sample: fp32 {NUM} \[{NUM}\]\s+int8 {NUM} \[{NUM}\]\s+"
                      rf"torch {NUM} \[{NUM}\].*int8 vs fp32 {NUM}×, fp32 vs torch {NUM}×, "

@@ -149,6 +149,8 @@ def test_demo_runs_end_to_end(tmp_path):
         assert (tmp_path / sub / "bench.json").is_file()
     assert (tmp_path / "digits" / "samples.png").is_file()
     assert (tmp_path / "mixture" / "scatter.png").is_file()
+    assert "== digits-cd" in r.output and "2 steps: FD" in r.output
+    assert (tmp_path / "digits-cd" / "samples.png").is_file()
 
 
 @pytest.mark.parametrize("args,message", [

@@ -79,6 +79,10 @@ QUICK = {
         "edgediff generate digits.onnx --num 16 -o out/gen --resume",
     "edgediff generate digits.onnx --num 10000 -o out/gen-ray --ray --workers 2":
         "edgediff generate digits.onnx --num 4 -o out/gen-ray --ray --workers 2",
+    "edgediff sample digits-cd.onnx --preset cd-digits-2 --num 64 -o out/cd":
+        "edgediff sample digits-cd.onnx --preset cd-digits-2 --num 8 -o out/cd",
+    "edgediff bench digits-cd.onnx --suite distilled --teacher digits.onnx --num 360":
+        "edgediff bench digits-cd.onnx --suite distilled --teacher digits.onnx --num 8",
     "edgediff train digits -o my-digits --steps 8000 --seed 0":
         "edgediff train digits -o my-digits --steps 2 --seed 0",
     "edgediff train mixture2d -o mix-vp --parameterization vp":
@@ -89,6 +93,12 @@ QUICK = {
     "--batch 128 --lr 0.001 --ema-halflife 500.0 --seed 0":
         "edgediff train digits -o digits-edm --parameterization edm --channels 32 --steps 2 "
         "--batch 8 --lr 0.001 --ema-halflife 500.0 --seed 0",
+    "edgediff train digits --distill consistency --teacher bundled -o digits-cd --steps 5000 "
+    "--batch 64 --lr 0.0002 --discretisation 18 --target-decay 0.95 --ema-halflife 500.0 "
+    "--seed 0":
+        "edgediff train digits --distill consistency --teacher bundled -o digits-cd --steps 2 "
+        "--batch 8 --lr 0.0002 --discretisation 18 --target-decay 0.95 --ema-halflife 500.0 "
+        "--seed 0",
     "edgediff train digits -o digits-edm-cond --parameterization edm --channels 32 --steps 8000 "
     "--batch 128 --lr 0.001 --ema-halflife 500.0 --seed 0 --class-conditional "
     "--label-dropout 0.2":
