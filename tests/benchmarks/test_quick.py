@@ -71,6 +71,15 @@ EXPECT = {
                    rf"\[{NUM}\]\s+int8 vs fp32 {NUM}×, fp32 vs torch {NUM}×",
                    r"int8 kernels run: integer \{'QGemm'"],
     "parity": [rf"^heun\s+5\s+{NUM}\s+{NUM}$", rf"^unipc\s+order=3\s+5\s+{NUM}\s+{NUM}$"],
+    "serve_load": [r"^CPU: .*; flags: ",
+                   *(rf"^{mode}\s+{NUM} \[\s*{NUM}\](\s+{NUM}){{4}}\s+\d+%\s+0$"
+                     for mode in ("step", "request", "single")),
+                   rf"^4\s+\d+(\s+{NUM} /\s*{NUM}){{3}}$",
+                   rf"^step vs request: throughput {NUM}× \(round by round: {NUM}\), p99 of "
+                   rf"4-step requests {NUM}× lower; step vs single: throughput {NUM}×$",
+                   r"^goal \(step beats request on throughput and short-request p99\): "
+                   r"(met|NOT met)$",
+                   r"every server exited 0 on SIGTERM$"],
     "tiled_decode": [rf"^untiled\s+\d+×\d+  peak RSS {NUM} MiB  \(session open: {NUM} MiB\)  "
                      rf"{NUM} s$",
                      rf"^tiled \d+/\d+\s+\d+×\d+  peak RSS {NUM} MiB  \(session open: {NUM} "
