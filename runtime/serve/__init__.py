@@ -18,8 +18,8 @@ Without HTTP (a Ray Serve deployment wraps this), the scheduler alone:
 Modules: ``scheduler`` (the packing loop), ``tickets`` (a request's handle and
 ``pack``), ``lanes`` (the per-request denoiser the solvers call), ``jobs`` (request
 checks), ``schemas`` (the pydantic body), ``encoding`` (PNG, .npy, .npz), ``metrics``
-(Prometheus), ``app`` (FastAPI), ``server`` (uvicorn, SIGTERM), ``serve_options``, ``ray_serve`` (the same app
-  as a Ray Serve deployment of N replicas).
+(Prometheus), ``app`` (FastAPI), ``server`` (uvicorn, SIGTERM), ``serve_options``,
+``ray_serve`` (the same app as a Ray Serve deployment of N replicas).
 """
 
 from edgediff.runtime.serve.app import make_app
