@@ -27,12 +27,14 @@ test: $(STAMP)
 # Honest extras: with the dev extra but without lab and ray, every test module still
 # collects, and the tests that need an absent extra skip with the reason: modules by
 # pytest.importorskip, single tests by @pytest.mark.extra("lab") (tests/conftest.py).
+# The lab's tests and the import checks run in full there (the rest of tests/core is
+# NumPy-only contract code, already run by make test).
 MIN_VENV ?= .venv-min
 check-extras:
 	$(PYTHON) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[cpu,torch,dev]"
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider --collect-only > /dev/null
-	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider -rs tests/lab tests/core
+	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider -rs tests/lab tests/core/test_imports.py
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider -rs -m extra
 
 lint: $(STAMP)

@@ -53,8 +53,8 @@ def lcm(request, tmp_path_factory):
     sched.save_pretrained(folder / "scheduler")
     np.save(folder / "null_encoder_hidden_states.npy", np.zeros((SEQ, WIDTH), np.float32))
     path = folder / "lcm.onnx"
-    result = export_onnx(load_model(folder), path, ExportOptions(), source_sha256="0" * 64)
-    assert result.ok, result  # ONNX Runtime against the torch graph
+    # no export validation: the tests compare the graph with diffusers' loop itself
+    export_onnx(load_model(folder), path, ExportOptions(validate=False), source_sha256="0" * 64)
     return unet.eval(), sched, path
 
 
