@@ -11,12 +11,14 @@ comma := ,
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: demo test lint check-extras gpu-check clean
+.PHONY: demo test install lint check-extras gpu-check clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[$(EXTRAS)]"
 	touch $@
+
+install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/edgediff demo
@@ -34,8 +36,8 @@ check-extras:
 	$(PYTHON) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[cpu,torch,dev]"
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider --collect-only > /dev/null
-	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider -rs tests/lab tests/core/test_imports.py
-	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider -rs -m extra
+	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider --basetemp=$(MIN_VENV)/pytest-tmp -rs tests/lab tests/core/test_imports.py
+	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider --basetemp=$(MIN_VENV)/pytest-tmp -rs -m extra
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
