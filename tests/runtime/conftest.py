@@ -19,3 +19,23 @@ def exported(tmp_path_factory):
         export_onnx(model, path, ExportOptions(validate=False), source_sha256="0" * 64)
         models[name] = (model, path)
     return models
+
+
+@pytest.fixture(scope="session")
+def mixture_path(tmp_path_factory):
+    """The exact class-conditional mixture as an ONNX file (the serve tests' model)."""
+    from edgediff.export.onnx import ExportOptions, export_onnx
+    from edgediff.models.analytic import mixture_model
+
+    path = tmp_path_factory.mktemp("serve") / "mixture-cond.onnx"
+    export_onnx(mixture_model(conditional=True), path, ExportOptions(validate=False),
+                source_sha256="0" * 64)
+    return path
+
+
+@pytest.fixture
+def mixture(mixture_path):
+    """That mixture opened on ONNX Runtime with one thread, fresh for each test."""
+    from edgediff import runtime
+
+    return runtime.load(mixture_path, threads=1)

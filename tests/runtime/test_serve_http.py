@@ -38,22 +38,6 @@ from edgediff.tensor_conditioning import declare  # noqa: E402
 HEAVY = ("torch", "onnx", "tensorrt")
 
 
-@pytest.fixture(scope="module")
-def mixture_path(tmp_path_factory) -> Path:
-    from edgediff.export.onnx import ExportOptions, export_onnx
-    from edgediff.models.analytic import mixture_model
-
-    path = tmp_path_factory.mktemp("serve") / "mixture-cond.onnx"
-    export_onnx(mixture_model(conditional=True), path, ExportOptions(validate=False),
-                source_sha256="0" * 64)
-    return path
-
-
-@pytest.fixture
-def mixture(mixture_path):
-    return runtime.load(mixture_path, threads=1)
-
-
 class Gate:
     """The model behind a gate: a call (one whose labels ``holds``, by default every
     call) waits until the test opens the gate; records the class labels of every call."""

@@ -27,22 +27,6 @@ from edgediff.runtime.serve import Limits, RequestCancelledError, Scheduler, pac
 from edgediff.tolerance import TrajectoryScale
 
 
-@pytest.fixture(scope="module")
-def mixture_path(tmp_path_factory):
-    from edgediff.export.onnx import ExportOptions, export_onnx
-    from edgediff.models.analytic import mixture_model
-
-    path = tmp_path_factory.mktemp("serve") / "mixture-cond.onnx"
-    export_onnx(mixture_model(conditional=True), path, ExportOptions(validate=False),
-                source_sha256="0" * 64)
-    return path
-
-
-@pytest.fixture
-def mixture(mixture_path):
-    return runtime.load(mixture_path, threads=1)
-
-
 class Recorder:
     """The served denoiser, keeping each call's rows, σ's and class labels."""
 
