@@ -65,8 +65,10 @@ def line_figure(series: dict[str, tuple[list[float], list[float]]], *, xlabel: s
         ax.axhline(floor, color="0.35", linestyle="--", linewidth=1.2, label=floor_label)
     if spans_decades([x for x, _ in points]):
         ax.set_xscale("log")
+        _plain_log_labels(ax.xaxis)
     if spans_decades(ys):
         ax.set_yscale("log")
+        _plain_log_labels(ax.yaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
@@ -74,6 +76,16 @@ def line_figure(series: dict[str, tuple[list[float], list[float]]], *, xlabel: s
     ax.grid(True, which="minor", alpha=0.12)
     ax.legend(fontsize=8, ncol=2 if len(finite) > 6 else 1, frameon=False)
     return fig
+
+
+def _plain_log_labels(axis) -> None:
+    """Log-axis labels as plain numbers (2, 5, 10, 20), none on the minor ticks: the
+    default labels every minor tick as 3×10⁰ and they collide."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 def scatter_plot(path: str | Path, points: np.ndarray, mixture: GaussianMixture | None = None,
