@@ -11,7 +11,7 @@ comma := ,
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: demo test install lint check-extras gpu-check clean
+.PHONY: demo test install lint check-extras check-extras-install gpu-check clean
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,15 @@ test: $(STAMP)
 # The lab's tests and the import checks run in full there (the rest of tests/core is
 # NumPy-only contract code, already run by make test).
 MIN_VENV ?= .venv-min
-check-extras:
+MIN_STAMP := $(MIN_VENV)/.installed
+$(MIN_STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/python -m pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[cpu,torch,dev]"
+	touch $@
+
+check-extras-install: $(MIN_STAMP)
+
+check-extras: $(MIN_STAMP)
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider --collect-only > /dev/null
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider --basetemp=$(MIN_VENV)/pytest-tmp -rs tests/lab tests/core/test_imports.py
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider --basetemp=$(MIN_VENV)/pytest-tmp -rs -m extra
